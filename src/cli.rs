@@ -1,0 +1,331 @@
+//! Command-line interface. Every flag can also be set through the environment as
+//! `ORDERFLOW_<FLAG>` (flags win over the environment, which wins over defaults).
+
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    console::Console,
+    dlq,
+    kafka::{KafkaConfig, parse_override},
+    processor::{self, Processor, Simulated, backoff::Backoff, rule::FailWhen},
+    producer::{self, WireFormat},
+    shutdown,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderflow",
+    version,
+    about = "Order processing on Apache Kafka: producer, processor with retries and a dead-letter topic, DLQ consumer"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Kafka bootstrap servers (host:port,...)
+    #[arg(
+        long,
+        global = true,
+        env = "ORDERFLOW_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+    /// librdkafka property key=value, repeatable (e.g. -X security.protocol=SASL_SSL);
+    /// in the environment, separate several with ';'
+    #[arg(short = 'X', global = true, env = "ORDERFLOW_X", value_delimiter = ';', value_parser = parse_x)]
+    pub x: Vec<(String, String)>,
+    /// Topic the orders are written to and read from
+    #[arg(long, global = true, env = "ORDERFLOW_TOPIC", default_value = "orders")]
+    pub topic: String,
+    /// Dead-letter topic
+    #[arg(
+        long,
+        global = true,
+        env = "ORDERFLOW_DLQ_TOPIC",
+        default_value = "orders_dlq"
+    )]
+    pub dlq_topic: String,
+}
+
+fn parse_x(s: &str) -> Result<(String, String), String> {
+    parse_override(s).map_err(|e| e.to_string())
+}
+
+impl Common {
+    fn kafka(&self) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            overrides: self.x.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded Kafka-compatible broker in the foreground
+    #[cfg(feature = "embedded-broker")]
+    Broker(BrokerArgs),
+    /// Manage topics
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Produce random orders
+    Produce(ProduceArgs),
+    /// Process orders: aggregate, retry with backoff, dead-letter failures
+    Process(ProcessArgs),
+    /// Print dead-lettered orders
+    Dlq(DlqArgs),
+    /// Broker, topics, producer, processor and DLQ consumer in one process
+    #[cfg(feature = "embedded-broker")]
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on (clients bootstrap from it)
+    #[arg(long, env = "ORDERFLOW_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Directory for the broker's data (kept across restarts)
+    #[arg(long, env = "ORDERFLOW_DATA_DIR", default_value = ".orderflow")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the order and dead-letter topics (existing topics are left as they are)
+    Create(TopicArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TopicArgs {
+    #[arg(long, env = "ORDERFLOW_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    #[arg(long, env = "ORDERFLOW_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Orders per second (0: as fast as possible)
+    #[arg(long, env = "ORDERFLOW_RATE", default_value_t = 1.0)]
+    pub rate: f64,
+    /// Stop after this many orders (default: until Ctrl-C)
+    #[arg(long, env = "ORDERFLOW_COUNT")]
+    pub count: Option<u64>,
+    #[arg(long, env = "ORDERFLOW_FORMAT", value_enum, default_value = "avro")]
+    pub format: WireFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Simulate a transient failure for matching orders, e.g. 'price>100'
+    #[arg(long, env = "ORDERFLOW_FAIL_WHEN")]
+    pub fail_when: Option<FailWhen>,
+    /// Attempts before an order goes to the DLQ
+    #[arg(long, env = "ORDERFLOW_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_retries: u32,
+    /// First backoff delay; doubles with each attempt (with jitter)
+    #[arg(long, env = "ORDERFLOW_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub backoff: Duration,
+    /// Largest backoff delay
+    #[arg(long, env = "ORDERFLOW_BACKOFF_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    #[arg(long, env = "ORDERFLOW_GROUP", default_value = "order-group")]
+    pub group: String,
+    #[command(flatten)]
+    pub retry: RetryArgs,
+    /// Exit once every assigned partition is read to its end and no retry is pending
+    #[arg(long, env = "ORDERFLOW_EXIT_AT_END")]
+    pub exit_at_end: bool,
+    /// Stop reading while this many messages are unfinished (waiting to retry)
+    #[arg(long, env = "ORDERFLOW_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[arg(long, env = "ORDERFLOW_GROUP", default_value = "dlq-group")]
+    pub group: String,
+    /// Exit once every assigned partition is read to its end
+    #[arg(long, env = "ORDERFLOW_EXIT_AT_END")]
+    pub exit_at_end: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the embedded broker (other orderflow commands can use it meanwhile)
+    #[arg(long, env = "ORDERFLOW_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "ORDERFLOW_DATA_DIR", default_value = ".orderflow")]
+    pub data_dir: PathBuf,
+    /// Orders per second
+    #[arg(long, env = "ORDERFLOW_RATE", default_value_t = 3.0)]
+    pub rate: f64,
+    /// Produce this many orders, then finish processing them and exit
+    #[arg(long, env = "ORDERFLOW_COUNT")]
+    pub count: Option<u64>,
+    /// Produce for this long (e.g. 30s), then finish processing and exit
+    #[arg(long, env = "ORDERFLOW_DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    #[arg(long, env = "ORDERFLOW_FAIL_WHEN", default_value = "price>100")]
+    pub fail_when: FailWhen,
+    #[arg(long, env = "ORDERFLOW_PARTITIONS", default_value_t = 1)]
+    pub partitions: i32,
+}
+
+impl RetryArgs {
+    fn backoff(&self) -> anyhow::Result<Backoff> {
+        anyhow::ensure!(
+            self.backoff <= self.backoff_max,
+            "--backoff ({:?}) must not exceed --backoff-max ({:?})",
+            self.backoff,
+            self.backoff_max
+        );
+        Ok(Backoff {
+            base: self.backoff,
+            max: self.backoff_max,
+        })
+    }
+}
+
+/// A token that is already cancelled when `now`, else one that never is.
+fn drain_token(now: bool) -> CancellationToken {
+    let t = CancellationToken::new();
+    if now {
+        t.cancel();
+    }
+    t
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let common = &cli.common;
+    match cli.command {
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker(args) => {
+            let mut broker =
+                crate::broker::EmbeddedBroker::start(args.listen, &args.data_dir).await?;
+            println!(
+                "orderflow broker listening on {} (data: {}); Ctrl-C to stop",
+                broker.addr(),
+                args.data_dir.display()
+            );
+            let stop = shutdown::on_signals();
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = broker.stopped() => anyhow::bail!("the embedded broker stopped unexpectedly; see the log above"),
+            }
+            Ok(())
+        }
+        Command::Topics(TopicsCommand::Create(args)) => {
+            let kafka = common.kafka();
+            let created = kafka
+                .create_topics(
+                    &[&common.topic, &common.dlq_topic],
+                    args.partitions,
+                    args.replication_factor,
+                )
+                .await?;
+            for t in [&common.topic, &common.dlq_topic] {
+                let state = if created.contains(t) {
+                    "created"
+                } else {
+                    "exists"
+                };
+                println!("{t}: {state}");
+            }
+            Ok(())
+        }
+        Command::Produce(args) => {
+            anyhow::ensure!(
+                args.rate >= 0.0 && args.rate.is_finite(),
+                "--rate must be a number >= 0"
+            );
+            let cfg = producer::Config {
+                kafka: common.kafka(),
+                topic: common.topic.clone(),
+                rate: (args.rate > 0.0).then_some(args.rate),
+                count: args.count,
+                format: args.format,
+            };
+            let output = if args.count.is_some() && std::io::stdout().is_terminal() {
+                producer::Output::Progress
+            } else {
+                println!("Producer started (Ctrl+C to stop)…");
+                producer::Output::Lines(Console::new())
+            };
+            let report = producer::run(&cfg, output, shutdown::on_signals()).await?;
+            eprintln!(
+                "{} orders produced, {} delivered",
+                report.sent, report.delivered
+            );
+            Ok(())
+        }
+        Command::Process(args) => {
+            let mut cfg = processor::Config::new(common.kafka());
+            cfg.topic = common.topic.clone();
+            cfg.dlq_topic = common.dlq_topic.clone();
+            cfg.group = args.group;
+            cfg.max_attempts = args.retry.max_retries;
+            cfg.backoff = args.retry.backoff()?;
+            cfg.max_in_flight = args.max_in_flight;
+            let out = Console::new();
+            out.line(format_args!("Consumer started…"));
+            let p = Processor::new(
+                cfg,
+                Box::new(Simulated {
+                    fail_when: args.retry.fail_when,
+                }),
+                Box::new(move |e: &processor::Event<'_>| processor::print_event(&out, e)),
+            );
+            let report = p
+                .run(shutdown::on_signals(), drain_token(args.exit_at_end))
+                .await?;
+            eprintln!(
+                "{} processed, {} dead-lettered, {} failed attempts",
+                report.processed, report.dead_lettered, report.failed_attempts
+            );
+            Ok(())
+        }
+        Command::Dlq(args) => {
+            let cfg = dlq::consumer::Config {
+                kafka: common.kafka(),
+                topic: common.dlq_topic.clone(),
+                group: args.group,
+            };
+            let out = Console::new();
+            out.line(format_args!("DLQ consumer started…"));
+            dlq::consumer::run(
+                &cfg,
+                |e| dlq::consumer::print(&out, e),
+                shutdown::on_signals(),
+                drain_token(args.exit_at_end),
+            )
+            .await
+            .context("DLQ consumer")?;
+            Ok(())
+        }
+        #[cfg(feature = "embedded-broker")]
+        Command::Demo(args) => crate::demo::run(common, args).await,
+    }
+}
+
+impl Common {
+    pub(crate) fn with_bootstrap(&self, bootstrap: String) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: bootstrap,
+            overrides: self.x.clone(),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `orderflow demo`: the whole pipeline in one process on the embedded broker.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::EmbeddedBroker,
+    cli::{Common, DemoArgs},
+    console::Console,
+    dlq,
+    processor::{self, Processor, Simulated, backoff::Backoff},
+    producer::{self, WireFormat},
+    shutdown,
+};
+
+pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
+    let out = Console::prefixed("demo");
+    let broker = EmbeddedBroker::start(args.listen, &args.data_dir)
+        .await
+        .context("starting the embedded broker")?;
+    out.line(format_args!(
+        "broker on {} (data in {}); other orderflow commands can use --bootstrap-servers {}",
+        broker.addr(),
+        args.data_dir.display(),
+        broker.bootstrap_servers()
+    ));
+    let kafka = common.with_bootstrap(broker.bootstrap_servers());
+    kafka
+        .create_topics(&[&common.topic, &common.dlq_topic], args.partitions, 1)
+        .await?;
+
+    let stop = shutdown::on_signals();
+    // Producing ends at --count/--duration (or Ctrl-C); then the processor drains,
+    // and after it the DLQ consumer.
+    let stop_producing = stop.child_token();
+    if let Some(d) = args.duration {
+        let t = stop_producing.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            t.cancel();
+        });
+    }
+    let drain_processor = CancellationToken::new();
+    let drain_dlq = CancellationToken::new();
+
+    let produce_cfg = producer::Config {
+        kafka: kafka.clone(),
+        topic: common.topic.clone(),
+        rate: (args.rate > 0.0).then_some(args.rate),
+        count: args.count,
+        format: WireFormat::Avro,
+    };
+    let producer_task = {
+        let (stop_producing, drain) = (stop_producing.clone(), drain_processor.clone());
+        tokio::spawn(async move {
+            let r = producer::run(
+                &produce_cfg,
+                producer::Output::Lines(Console::prefixed("producer")),
+                stop_producing,
+            )
+            .await;
+            drain.cancel();
+            r
+        })
+    };
+
+    let mut pcfg = processor::Config::new(kafka.clone());
+    pcfg.topic = common.topic.clone();
+    pcfg.dlq_topic = common.dlq_topic.clone();
+    pcfg.backoff = Backoff {
+        base: std::time::Duration::from_millis(200),
+        max: std::time::Duration::from_secs(2),
+    };
+    let pout = Console::prefixed("processor");
+    let processor = Processor::new(
+        pcfg,
+        Box::new(Simulated {
+            fail_when: Some(args.fail_when),
+        }),
+        Box::new(move |e: &processor::Event<'_>| processor::print_event(&pout, e)),
+    );
+    let processor_task = {
+        let (stop, drain, drain_dlq) = (stop.clone(), drain_processor.clone(), drain_dlq.clone());
+        tokio::spawn(async move {
+            let r = processor.run(stop, drain).await;
+            drain_dlq.cancel();
+            r
+        })
+    };
+
+    let dlq_cfg = dlq::consumer::Config {
+        kafka,
+        topic: common.dlq_topic.clone(),
+        group: "dlq-group".into(),
+    };
+    let dead = Arc::new(Mutex::new(0u64));
+    let dlq_task = {
+        let (stop, drain, dead) = (stop.clone(), drain_dlq.clone(), dead.clone());
+        let dout = Console::prefixed("dlq");
+        tokio::spawn(async move {
+            dlq::consumer::run(
+                &dlq_cfg,
+                |e| {
+                    *dead.lock().expect("lock") += 1;
+                    dlq::consumer::print(&dout, e)
+                },
+                stop,
+                drain,
+            )
+            .await
+        })
+    };
+
+    let produced = producer_task.await.context("producer task")??;
+    let report = processor_task.await.context("processor task")??;
+    dlq_task.await.context("DLQ consumer task")??;
+    out.line(format_args!(
+        "produced {}, processed {}, dead-lettered {} (DLQ consumer saw {}), average price {}",
+        produced.sent,
+        report.processed,
+        report.dead_lettered,
+        dead.lock().expect("lock"),
+        report
+            .aggregates
+            .total
+            .avg()
+            .map_or("-".into(), |a| format!("{a:.2}")),
+    ));
+    drop(broker);
+    Ok(())
+}

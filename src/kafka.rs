@@ -1,0 +1,162 @@
+//! Kafka client configuration shared by every command, and topic administration.
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig, ClientContext,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::FromClientConfigAndContext,
+    error::KafkaError,
+    producer::FutureProducer,
+    types::RDKafkaErrorCode,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid -X option {0:?}: expected key=value, e.g. -X security.protocol=SASL_SSL")]
+    BadOverride(String),
+    #[error("could not create the Kafka {what} for {bootstrap}: {source}")]
+    Client {
+        what: &'static str,
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("creating topic {topic} failed: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("admin request to {bootstrap} failed: {source}; is a broker running there?")]
+    Admin {
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Where the cluster is and how to talk to it: the bootstrap list plus librdkafka
+/// properties given with `-X key=value`, which win over our defaults (as in kcat).
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// Parses one `-X key=value` argument.
+pub fn parse_override(s: &str) -> Result<(String, String), Error> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(Error::BadOverride(s.to_string())),
+    }
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            overrides: Vec::new(),
+        }
+    }
+
+    /// A client configuration with `defaults` applied first and `-X` overrides last.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.overrides {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub fn create<T, C>(
+        &self,
+        what: &'static str,
+        config: &ClientConfig,
+        context: C,
+    ) -> Result<T, Error>
+    where
+        C: ClientContext,
+        T: FromClientConfigAndContext<C>,
+    {
+        config
+            .create_with_context(context)
+            .map_err(|source| Error::Client {
+                what,
+                bootstrap: self.bootstrap_servers.clone(),
+                source,
+            })
+    }
+
+    /// An idempotent producer (acks=all, no duplicates or reordering on retry), as
+    /// both the order producer and the processor's DLQ writer need.
+    pub fn producer(&self, defaults: &[(&str, &str)]) -> Result<FutureProducer, Error> {
+        let mut base = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+        ];
+        base.extend_from_slice(defaults);
+        self.create("producer", &self.client_config(&base), DefaultClientContext)
+    }
+
+    /// Creates the topics; topics that already exist are not an error.
+    pub async fn create_topics(
+        &self,
+        topics: &[&str],
+        partitions: i32,
+        replication: i32,
+    ) -> Result<Vec<String>, Error> {
+        let admin: AdminClient<DefaultClientContext> = self.create(
+            "admin client",
+            &self.client_config(&[]),
+            DefaultClientContext,
+        )?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new, &opts)
+            .await
+            .map_err(|source| Error::Admin {
+                bootstrap: self.bootstrap_servers.clone(),
+                source,
+            })?;
+        let mut created = Vec::new();
+        for r in results {
+            match r {
+                Ok(topic) => created.push(topic),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(Error::CreateTopic { topic, code }),
+            }
+        }
+        Ok(created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_parse_and_win_over_defaults() {
+        assert_eq!(
+            parse_override("a.b=c=d").unwrap(),
+            ("a.b".into(), "c=d".into())
+        );
+        assert!(parse_override("novalue").is_err());
+        assert!(parse_override("=x").is_err());
+        let mut k = KafkaConfig::new("h:1");
+        k.overrides.push(("acks".into(), "1".into()));
+        let c = k.client_config(&[("acks", "all"), ("linger.ms", "5")]);
+        assert_eq!(c.get("acks"), Some("1"));
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("bootstrap.servers"), Some("h:1"));
+    }
+}

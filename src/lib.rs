@@ -1,0 +1,21 @@
+//! orderflow: order processing on Apache Kafka.
+//!
+//! Data flow: [`producer`] writes orders ([`codec`]) to the `orders` topic;
+//! [`processor`] decodes, validates, handles and aggregates them, retrying transient
+//! failures and sending what cannot succeed to the dead-letter topic ([`dlq`]).
+//! [`broker`] embeds a Kafka-compatible broker for demos and tests.
+
+pub mod aggregate;
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod cli;
+pub mod codec;
+pub mod console;
+#[cfg(feature = "embedded-broker")]
+mod demo;
+pub mod dlq;
+pub mod kafka;
+pub mod order;
+pub mod processor;
+pub mod producer;
+pub mod shutdown;

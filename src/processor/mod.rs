@@ -1,0 +1,669 @@
+//! The order processor: decode, validate, handle, aggregate; retry transient failures
+//! with backoff without blocking other keys; dead-letter what cannot succeed; commit
+//! only offsets whose messages are finished.
+
+pub mod backoff;
+mod keys;
+pub mod offsets;
+pub mod rule;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use rdkafka::{
+    ClientContext, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    aggregate::Aggregates,
+    codec::{DecodeError, Decoder, Format},
+    dlq::record::{DlqValue, ErrorKind, Provenance},
+    kafka::{self, KafkaConfig},
+    order::Order,
+};
+use backoff::Backoff;
+use keys::{Job, KeyQueues, QKey};
+use offsets::Offsets;
+use rule::FailWhen;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("subscribing to {topic} failed: {source}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("consumer failed: {0}")]
+    Consume(#[source] KafkaError),
+}
+
+/// Why handling an order failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Might succeed later: retried with backoff, dead-lettered after the last attempt.
+    Transient(String),
+    /// Will never succeed: dead-lettered at once.
+    Permanent(String),
+}
+
+/// The business step applied to each valid order. The processor owns retries,
+/// ordering, dead-lettering and offsets; a handler only says whether it worked.
+pub trait Handler: Send {
+    /// `attempt` starts at 1.
+    fn handle(&mut self, order: &Order, attempt: u32) -> Result<(), Failure>;
+}
+
+/// The seed's handler: succeeds unless `--fail-when` matches, which it reports as a
+/// transient failure.
+#[derive(Debug, Clone, Default)]
+pub struct Simulated {
+    pub fail_when: Option<FailWhen>,
+}
+
+impl Handler for Simulated {
+    fn handle(&mut self, order: &Order, _attempt: u32) -> Result<(), Failure> {
+        match self.fail_when.as_ref().and_then(|r| r.check(order)) {
+            Some(reason) => Err(Failure::Transient(reason)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the processor did, for printing, metrics and tests.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Processed {
+        order: &'a Order,
+        format: Format,
+        avg: Option<f64>,
+        partition: i32,
+        offset: i64,
+    },
+    AttemptFailed {
+        order_id: &'a str,
+        attempt: u32,
+        max_attempts: u32,
+        reason: &'a str,
+        retry_in: Duration,
+    },
+    DeadLettered {
+        /// The order id, or `topic[partition]@offset` when the bytes did not decode.
+        id: &'a str,
+        order: Option<&'a Order>,
+        reason: &'a str,
+        kind: ErrorKind,
+        attempts: u32,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+pub trait Observer: Send {
+    fn on_event(&mut self, event: &Event<'_>);
+}
+
+impl<F: FnMut(&Event<'_>) + Send> Observer for F {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
+/// The seed's console lines.
+pub fn print_event(out: &crate::console::Console, event: &Event<'_>) {
+    match event {
+        Event::Processed {
+            order,
+            format: Format::Json,
+            ..
+        } => out.line(format_args!(
+            "Message received: {} {} from {}",
+            order.product, order.quantity, order.user
+        )),
+        Event::Processed { order, avg, .. } => out.line(format_args!(
+            "Processed {} | price={} | avg={}",
+            order.order_id,
+            order.price.map_or("-".into(), |p| format!("{p:.2}")),
+            avg.map_or("-".into(), |a| format!("{a:.2}")),
+        )),
+        Event::AttemptFailed {
+            attempt,
+            max_attempts,
+            reason,
+            ..
+        } => out.line(format_args!(
+            "Attempt {attempt}/{max_attempts} failed: {reason}"
+        )),
+        Event::DeadLettered { id, reason, .. } => out.line(format_args!("DLQ: {id} -> {reason}")),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    /// Attempts in all, the first included (the seed's MAX_RETRIES).
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Stop reading new messages while this many are unfinished.
+    pub max_in_flight: usize,
+    pub commit_interval: Duration,
+}
+
+impl Config {
+    pub fn new(kafka: KafkaConfig) -> Self {
+        Config {
+            kafka,
+            topic: "orders".into(),
+            dlq_topic: "orders_dlq".into(),
+            group: "order-group".into(),
+            max_attempts: 3,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+            },
+            max_in_flight: 10_000,
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub processed: u64,
+    pub dead_lettered: u64,
+    pub failed_attempts: u64,
+    pub aggregates: Aggregates,
+}
+
+/// State shared with the rebalance callbacks, which librdkafka runs inside `recv`.
+#[derive(Default)]
+struct Shared {
+    offsets: Offsets,
+    revoked: Vec<i32>,
+}
+
+struct Context {
+    topic: String,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let mut shared = self.shared.lock().expect("processor state lock");
+        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        // Hand over finished work before another member takes these partitions.
+        let commits = shared.offsets.to_commit(Some(&revoked));
+        if !commits.is_empty() {
+            if let Err(e) = consumer.commit(&commit_list(&self.topic, &commits), CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revoke failed; those messages will be redelivered");
+            }
+        }
+        for p in &revoked {
+            shared.offsets.revoke(*p);
+        }
+        shared.revoked.extend(revoked);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut shared = self.shared.lock().expect("processor state lock");
+            for e in tpl.elements() {
+                shared.offsets.assign(e.partition());
+            }
+            tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "assigned");
+        }
+    }
+}
+
+fn commit_list(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in commits {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+            .expect("a non-negative offset is valid");
+    }
+    tpl
+}
+
+/// The result of one attempt at a job.
+enum Outcome {
+    Done,
+    Retry(Duration),
+    DeadLetter { reason: String, kind: ErrorKind },
+}
+
+type DlqDelivery =
+    std::pin::Pin<Box<dyn Future<Output = (QKey, u64, Result<(), KafkaError>)> + Send>>;
+
+pub struct Processor {
+    config: Config,
+    handler: Box<dyn Handler>,
+    observer: Box<dyn Observer>,
+    decoder: Decoder,
+}
+
+struct Run {
+    consumer: StreamConsumer<Context>,
+    dlq: FutureProducer,
+    shared: Arc<Mutex<Shared>>,
+    queues: KeyQueues,
+    deliveries: FuturesUnordered<DlqDelivery>,
+    report: Report,
+}
+
+impl Processor {
+    pub fn new(config: Config, handler: Box<dyn Handler>, observer: Box<dyn Observer>) -> Self {
+        Processor {
+            config,
+            handler,
+            observer,
+            decoder: Decoder::default(),
+        }
+    }
+
+    /// Processes until `shutdown` is cancelled, or, once `drain` is cancelled, until
+    /// every assigned partition is read to its end and nothing is pending.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        drain: CancellationToken,
+    ) -> Result<Report, Error> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let cfg = &self.config;
+        let consumer_config = cfg.kafka.client_config(&[
+            ("group.id", &cfg.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "true"),
+        ]);
+        let consumer: StreamConsumer<Context> = cfg.kafka.create(
+            "consumer",
+            &consumer_config,
+            Context {
+                topic: cfg.topic.clone(),
+                shared: shared.clone(),
+            },
+        )?;
+        consumer
+            .subscribe(&[&cfg.topic])
+            .map_err(|source| Error::Subscribe {
+                topic: cfg.topic.clone(),
+                source,
+            })?;
+        let dlq = cfg.kafka.producer(&[])?;
+        let mut run = Run {
+            consumer,
+            dlq,
+            shared,
+            queues: KeyQueues::default(),
+            deliveries: FuturesUnordered::new(),
+            report: Report::default(),
+        };
+        let result = self.event_loop(&mut run, &shutdown, &drain).await;
+        self.finish(&mut run).await;
+        result.map(|()| run.report)
+    }
+
+    async fn event_loop(
+        &mut self,
+        run: &mut Run,
+        shutdown: &CancellationToken,
+        drain: &CancellationToken,
+    ) -> Result<(), Error> {
+        let mut commit_tick = tokio::time::interval(self.config.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_retry = run.queues.next_due();
+            let can_read =
+                run.shared.lock().expect("lock").offsets.unfinished() < self.config.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some((qk, generation, result)) = run.deliveries.next(), if !run.deliveries.is_empty() => {
+                    self.delivered(run, qk, generation, result);
+                }
+                _ = sleep_until(next_retry), if next_retry.is_some() => {
+                    for (qk, generation) in run.queues.take_due(Instant::now()) {
+                        self.retry(run, qk, generation);
+                    }
+                }
+                msg = run.consumer.recv(), if can_read => match msg {
+                    Ok(m) => {
+                        let job = Job::from_message(&m);
+                        self.received(run, job);
+                    }
+                    Err(KafkaError::PartitionEOF(p)) => run.shared.lock().expect("lock").offsets.reached_end(p),
+                    Err(e) if is_fatal(&e) => return Err(Error::Consume(e)),
+                    Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries on its own"),
+                },
+                _ = commit_tick.tick() => self.commit(run, CommitMode::Async),
+            }
+            self.forget_revoked(run);
+            if drain.is_cancelled()
+                && run.deliveries.is_empty()
+                && run.shared.lock().expect("lock").offsets.all_done()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets pending DLQ writes land (they are finished work), then commits.
+    async fn finish(&mut self, run: &mut Run) {
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        while !run.deliveries.is_empty() {
+            tokio::select! {
+                Some((qk, generation, result)) = run.deliveries.next() => {
+                    // Completing a delivery may start more work for that key; later
+                    // messages on it stay unfinished and are redelivered next time.
+                    self.delivered_final(run, qk, generation, result);
+                }
+                _ = &mut deadline => {
+                    tracing::warn!(pending = run.deliveries.len(), "DLQ writes still pending at shutdown; those orders will be redelivered");
+                    break;
+                }
+            }
+        }
+        self.commit(run, CommitMode::Sync);
+    }
+
+    fn commit(&self, run: &mut Run, mode: CommitMode) {
+        let mut shared = run.shared.lock().expect("lock");
+        let commits = shared.offsets.to_commit(None);
+        if commits.is_empty() {
+            return;
+        }
+        match run
+            .consumer
+            .commit(&commit_list(&self.config.topic, &commits), mode)
+        {
+            Ok(()) => {
+                for (p, o) in commits {
+                    shared.offsets.committed(p, o);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+        }
+    }
+
+    fn forget_revoked(&mut self, run: &mut Run) {
+        let revoked = std::mem::take(&mut run.shared.lock().expect("lock").revoked);
+        for p in revoked {
+            run.queues.drop_partition(p);
+        }
+    }
+
+    fn received(&mut self, run: &mut Run, job: Job) {
+        run.shared
+            .lock()
+            .expect("lock")
+            .offsets
+            .received(job.partition, job.offset);
+        let qk = job.qkey();
+        if run.queues.is_blocked(&qk) {
+            run.queues.push(&qk, job);
+            return;
+        }
+        self.work(run, qk, std::iter::once(job).collect());
+    }
+
+    /// Works through a key's queue in order until it is empty or its head has to wait.
+    fn work(&mut self, run: &mut Run, qk: QKey, mut jobs: std::collections::VecDeque<Job>) {
+        while let Some(mut job) = jobs.pop_front() {
+            match self.attempt(run, &mut job) {
+                Outcome::Done => {
+                    run.shared
+                        .lock()
+                        .expect("lock")
+                        .offsets
+                        .finished(job.partition, job.offset);
+                }
+                Outcome::Retry(delay) => {
+                    jobs.push_front(job);
+                    run.queues.block(qk, jobs, Some(Instant::now() + delay));
+                    return;
+                }
+                Outcome::DeadLetter { reason, kind } => {
+                    let delivery = self.send_to_dlq(run, &job, &reason, kind);
+                    jobs.push_front(job);
+                    let generation = run.queues.block(qk.clone(), jobs, None);
+                    run.deliveries.push(Box::pin(async move {
+                        let result = delivery.await;
+                        (qk, generation, result)
+                    }));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn retry(&mut self, run: &mut Run, qk: QKey, generation: u64) {
+        if let Some(jobs) = run.queues.unblock(&qk, generation) {
+            self.work(run, qk, jobs);
+        }
+    }
+
+    fn delivered(
+        &mut self,
+        run: &mut Run,
+        qk: QKey,
+        generation: u64,
+        result: Result<(), KafkaError>,
+    ) {
+        let Some(mut jobs) = run.queues.unblock(&qk, generation) else {
+            return; // the partition was revoked meanwhile
+        };
+        match result {
+            Ok(()) => {
+                let head = jobs.pop_front().expect("a blocked key has a head");
+                self.dead_lettered(run, &head);
+                self.work(run, qk, jobs);
+            }
+            Err(e) => {
+                // The order must not be lost: keep it at the head and write it again.
+                tracing::error!(error = %e, topic = %self.config.dlq_topic, "DLQ write failed; retrying");
+                let head = jobs.front_mut().expect("a blocked key has a head");
+                head.dlq_pending = true;
+                run.queues.block(
+                    qk,
+                    jobs,
+                    Some(Instant::now() + self.config.backoff.max.min(Duration::from_secs(5))),
+                );
+            }
+        }
+    }
+
+    /// At shutdown: record a landed DLQ write but start no new work.
+    fn delivered_final(
+        &mut self,
+        run: &mut Run,
+        qk: QKey,
+        generation: u64,
+        result: Result<(), KafkaError>,
+    ) {
+        if let (Ok(()), Some(mut jobs)) = (result, run.queues.unblock(&qk, generation)) {
+            let head = jobs.pop_front().expect("a blocked key has a head");
+            self.dead_lettered(run, &head);
+        }
+    }
+
+    fn dead_lettered(&mut self, run: &mut Run, job: &Job) {
+        run.shared
+            .lock()
+            .expect("lock")
+            .offsets
+            .finished(job.partition, job.offset);
+        run.report.dead_lettered += 1;
+        let id = job.display_id(&self.config.topic);
+        let (reason, kind) = job
+            .dlq_reason
+            .as_ref()
+            .expect("dead-lettered jobs carry a reason");
+        self.observer.on_event(&Event::DeadLettered {
+            id: &id,
+            order: job.decoded.as_ref().map(|(o, _)| o),
+            reason,
+            kind: *kind,
+            attempts: job.attempts,
+            partition: job.partition,
+            offset: job.offset,
+        });
+    }
+
+    fn attempt(&mut self, run: &mut Run, job: &mut Job) -> Outcome {
+        if job.dlq_pending {
+            let (reason, kind) = job
+                .dlq_reason
+                .clone()
+                .expect("pending DLQ writes carry a reason");
+            return Outcome::DeadLetter { reason, kind };
+        }
+        if job.decoded.is_none() {
+            match self.decoder.decode(&job.payload) {
+                Ok(d) => job.decoded = Some(d),
+                Err(e) => return self.permanent(job, describe_decode_error(&e)),
+            }
+        }
+        let order = &job.decoded.as_ref().expect("decoded above").0;
+        if let Err(e) = order.validate() {
+            return self.permanent(job, format!("invalid order: {e}"));
+        }
+        job.attempts += 1;
+        let result = self.handler.handle(order, job.attempts);
+        if result.is_err() {
+            job.note_failure();
+        }
+        let (order, format) = job.decoded.as_ref().expect("decoded above");
+        match result {
+            Ok(()) => {
+                run.report.aggregates.add(order);
+                run.report.processed += 1;
+                self.observer.on_event(&Event::Processed {
+                    order,
+                    format: *format,
+                    avg: run.report.aggregates.total.avg(),
+                    partition: job.partition,
+                    offset: job.offset,
+                });
+                Outcome::Done
+            }
+            Err(Failure::Permanent(reason)) => self.dead_letter(job, reason, ErrorKind::Permanent),
+            Err(Failure::Transient(reason)) => {
+                run.report.failed_attempts += 1;
+                let max = self.config.max_attempts;
+                let retry_in = if job.attempts < max {
+                    self.config.backoff.delay(job.attempts)
+                } else {
+                    Duration::ZERO
+                };
+                self.observer.on_event(&Event::AttemptFailed {
+                    order_id: &order.order_id,
+                    attempt: job.attempts,
+                    max_attempts: max,
+                    reason: &reason,
+                    retry_in,
+                });
+                if job.attempts < max {
+                    Outcome::Retry(retry_in)
+                } else {
+                    self.dead_letter(job, reason, ErrorKind::Transient)
+                }
+            }
+        }
+    }
+
+    fn permanent(&self, job: &mut Job, reason: String) -> Outcome {
+        job.attempts += 1;
+        job.note_failure();
+        self.dead_letter(job, reason, ErrorKind::Permanent)
+    }
+
+    fn dead_letter(&self, job: &mut Job, reason: String, kind: ErrorKind) -> Outcome {
+        job.dlq_reason = Some((reason.clone(), kind));
+        Outcome::DeadLetter { reason, kind }
+    }
+
+    fn send_to_dlq(
+        &self,
+        run: &Run,
+        job: &Job,
+        reason: &str,
+        kind: ErrorKind,
+    ) -> impl Future<Output = Result<(), KafkaError>> + Send + 'static {
+        let value = DlqValue::new(job.decoded.as_ref().map(|(o, _)| o), &job.payload, reason);
+        let payload = serde_json::to_vec(&value).expect("DLQ values serialize");
+        let now = SystemTime::now();
+        let provenance = Provenance {
+            topic: &self.config.topic,
+            partition: job.partition,
+            offset: job.offset,
+            timestamp_ms: job.timestamp_ms,
+            group: &self.config.group,
+            attempts: job.attempts,
+            kind,
+            first_failure: job.first_failure.unwrap_or(now),
+            last_failure: job.last_failure.unwrap_or(now),
+        };
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in provenance.headers() {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(&v),
+            });
+        }
+        let producer = run.dlq.clone();
+        let topic = self.config.dlq_topic.clone();
+        let key = job.key.clone();
+        async move {
+            let mut record = FutureRecord::to(&topic).payload(&payload).headers(headers);
+            if let Some(k) = key.as_deref() {
+                record = record.key(k);
+            }
+            producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        }
+    }
+}
+
+fn describe_decode_error(e: &DecodeError) -> String {
+    format!("undecodable message: {e}")
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::ClientCreation(_) | KafkaError::Subscription(_)
+    )
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

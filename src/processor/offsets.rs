@@ -1,0 +1,141 @@
+//! Which offsets are safe to commit: per partition, everything before the first
+//! message that is not finished yet (still waiting for a retry or a DLQ write).
+//! Committing no further than that is what makes a crash lose nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Default)]
+struct Partition {
+    unfinished: BTreeSet<i64>,
+    /// One past the highest offset received.
+    next: Option<i64>,
+    committed: Option<i64>,
+    /// The partition was read to its end and nothing newer has arrived since.
+    at_end: bool,
+}
+
+impl Partition {
+    fn safe(&self) -> Option<i64> {
+        self.unfinished.first().copied().or(self.next)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Offsets {
+    parts: HashMap<i32, Partition>,
+}
+
+impl Offsets {
+    pub fn assign(&mut self, partition: i32) {
+        self.parts.entry(partition).or_default();
+    }
+
+    pub fn revoke(&mut self, partition: i32) {
+        self.parts.remove(&partition);
+    }
+
+    pub fn is_assigned(&self, partition: i32) -> bool {
+        self.parts.contains_key(&partition)
+    }
+
+    pub fn received(&mut self, partition: i32, offset: i64) {
+        let p = self.parts.entry(partition).or_default();
+        p.unfinished.insert(offset);
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        p.at_end = false;
+    }
+
+    pub fn finished(&mut self, partition: i32, offset: i64) {
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.unfinished.remove(&offset);
+        }
+    }
+
+    pub fn reached_end(&mut self, partition: i32) {
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.at_end = true;
+        }
+    }
+
+    /// Messages received but not finished, over all partitions.
+    pub fn unfinished(&self) -> usize {
+        self.parts.values().map(|p| p.unfinished.len()).sum()
+    }
+
+    /// True when partitions are assigned, each was read to its end, and every
+    /// message received is finished.
+    pub fn all_done(&self) -> bool {
+        !self.parts.is_empty()
+            && self
+                .parts
+                .values()
+                .all(|p| p.at_end && p.unfinished.is_empty())
+    }
+
+    /// Offsets (the next offset to read, as Kafka commits them) that moved since the
+    /// last commit, for `partitions` or for all when `None`.
+    pub fn to_commit(&self, partitions: Option<&[i32]>) -> Vec<(i32, i64)> {
+        self.parts
+            .iter()
+            .filter(|(id, _)| partitions.is_none_or(|ps| ps.contains(id)))
+            .filter_map(|(id, p)| {
+                let safe = p.safe()?;
+                (Some(safe) != p.committed).then_some((*id, safe))
+            })
+            .collect()
+    }
+
+    pub fn committed(&mut self, partition: i32, offset: i64) {
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.committed = Some(offset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_stop_at_the_first_unfinished_message() {
+        let mut o = Offsets::default();
+        o.assign(0);
+        assert!(
+            o.to_commit(None).is_empty(),
+            "nothing received, nothing to commit"
+        );
+        for off in 10..15 {
+            o.received(0, off);
+        }
+        o.finished(0, 10);
+        o.finished(0, 12);
+        o.finished(0, 13);
+        assert_eq!(o.to_commit(None), [(0, 11)]);
+        o.committed(0, 11);
+        assert!(o.to_commit(None).is_empty());
+        o.finished(0, 11);
+        assert_eq!(o.to_commit(None), [(0, 14)]);
+        o.finished(0, 14);
+        assert_eq!(o.to_commit(None), [(0, 15)]);
+        assert_eq!(o.unfinished(), 0);
+    }
+
+    #[test]
+    fn done_needs_every_partition_at_end_and_finished() {
+        let mut o = Offsets::default();
+        assert!(!o.all_done());
+        o.assign(0);
+        o.assign(1);
+        o.received(0, 0);
+        o.reached_end(0);
+        o.reached_end(1);
+        assert!(!o.all_done());
+        o.finished(0, 0);
+        assert!(o.all_done());
+        o.received(1, 5);
+        assert!(!o.all_done(), "a new message clears the end mark");
+        o.revoke(1);
+        assert!(o.all_done());
+        assert_eq!(o.to_commit(Some(&[1])), []);
+    }
+}
