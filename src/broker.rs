@@ -38,6 +38,7 @@ pub enum Error {
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl EmbeddedBroker {
@@ -56,33 +57,65 @@ impl EmbeddedBroker {
         let endpoint =
             Url::parse(&format!("tcp://{addr}")).expect("a socket address makes a valid URL");
 
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(NODE_ID)
-            .cluster_id("orderflow")
-            .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(endpoint.clone())
-            .storage(storage)
-            .listener(endpoint)
-            .silent(true)
+        // The broker gets a runtime of its own: clients make blocking librdkafka
+        // calls (sync commits, closing a consumer) that must never starve it, as
+        // they could if it shared worker threads with them.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("embedded-broker")
+            .enable_all()
             .build()
-            .await
-            .map_err(|e| Error::Start(format!("{e:?}")))?;
-
-        let task = tokio::spawn(async move {
-            if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
-                tracing::error!(error = ?e, "embedded broker stopped");
+            .map_err(|e| Error::Start(format!("cannot start the broker runtime: {e}")))?;
+        let (ready, built) = tokio::sync::oneshot::channel();
+        let task = runtime.spawn(async move {
+            let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+                .node_id(NODE_ID)
+                .cluster_id("orderflow")
+                .incarnation_id(uuid::Uuid::new_v4())
+                .advertised_listener(endpoint.clone())
+                .storage(storage)
+                .listener(endpoint)
+                .silent(true)
+                .build()
+                .await;
+            match broker {
+                Ok(mut broker) => {
+                    let _ = ready.send(Ok(()));
+                    if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
+                        tracing::error!(error = ?e, "embedded broker stopped");
+                    }
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("{e:?}")));
+                }
             }
         });
+        let broker = EmbeddedBroker {
+            addr,
+            task,
+            runtime: Some(runtime),
+        };
+        built
+            .await
+            .map_err(|_| Error::Start("the broker task ended while starting".into()))?
+            .map_err(Error::Start)?;
 
         let started = tokio::time::Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            if task.is_finished() || started.elapsed() > Duration::from_secs(30) {
-                task.abort();
+        loop {
+            if broker.task.is_finished() {
+                return Err(Error::Start(format!(
+                    "the broker stopped at once; see the log above ({addr})"
+                )));
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
                 return Err(Error::NotReady(addr));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(EmbeddedBroker { addr, task })
+        Ok(broker)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -104,14 +137,15 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         // Tansu 0.6 has no stop handle; aborting the task closes its listener and storage.
         self.task.abort();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
-/// Tansu binds the exact port it is given, so port 0 is resolved here first.
+/// Tansu binds the exact port it is given, so port 0 is resolved here first; a
+/// taken port is reported now, before anything connects to whoever holds it.
 fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, Error> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
     let l = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
     l.local_addr()
         .map_err(|source| Error::Bind { addr, source })

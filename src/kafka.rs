@@ -7,6 +7,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     config::FromClientConfigAndContext,
+    consumer::{Consumer, ConsumerContext},
     error::KafkaError,
     producer::FutureProducer,
     types::RDKafkaErrorCode,
@@ -42,6 +43,60 @@ pub enum Error {
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub overrides: Vec<(String, String)>,
+}
+
+/// The context of every consumer: quiet about reaching the end of a partition,
+/// which librdkafka reports as an error but is how `--exit-at-end` knows it is done.
+pub struct ConsumerLog;
+
+impl ClientContext for ConsumerLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerLog {}
+
+pub fn log_client_error(error: KafkaError, reason: &str) {
+    match error {
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+            tracing::debug!(reason, "end of partition")
+        }
+        e => tracing::error!(error = %e, reason, "librdkafka error"),
+    }
+}
+
+/// Whether the consumer has read every assigned partition up to its high watermark.
+///
+/// End-of-partition events alone cannot tell: one seen before the last messages
+/// were fetched would end a drain early. This asks the broker (a blocking round
+/// trip), so callers only use it once the events say they are at the end.
+pub fn caught_up<C: ConsumerContext, K: Consumer<C>>(consumer: &K) -> Result<bool, KafkaError> {
+    let timeout = Duration::from_secs(10);
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(false);
+    }
+    let positions = consumer.position()?;
+    let committed = consumer.committed_offsets(assignment.clone(), timeout)?;
+    for e in assignment.elements() {
+        let (topic, partition) = (e.topic(), e.partition());
+        let offset_in = |tpl: &rdkafka::TopicPartitionList| match tpl
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+        {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let next = offset_in(&positions)
+            .or_else(|| offset_in(&committed))
+            .unwrap_or(low);
+        if next.max(low) < high {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Parses one `-X key=value` argument.
@@ -116,18 +171,29 @@ impl KafkaConfig {
             &self.client_config(&[]),
             DefaultClientContext,
         )?;
+        let admin_error = |source: KafkaError| Error::Admin {
+            bootstrap: self.bootstrap_servers.clone(),
+            source,
+        };
+        // Asking first keeps brokers from logging an error for every existing topic.
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(30))
+            .map_err(admin_error)?;
+        let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
         let new: Vec<NewTopic> = topics
             .iter()
+            .filter(|t| !existing.contains(t))
             .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
             .collect();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = admin
             .create_topics(&new, &opts)
             .await
-            .map_err(|source| Error::Admin {
-                bootstrap: self.bootstrap_servers.clone(),
-                source,
-            })?;
+            .map_err(admin_error)?;
         let mut created = Vec::new();
         for r in results {
             match r {

@@ -108,7 +108,7 @@ pub async fn run(
     shutdown: CancellationToken,
     drain: CancellationToken,
 ) -> Result<u64, Error> {
-    let consumer: StreamConsumer = cfg.kafka.create(
+    let consumer: StreamConsumer<kafka::ConsumerLog> = cfg.kafka.create(
         "consumer",
         &cfg.kafka.client_config(&[
             ("group.id", &cfg.group),
@@ -116,18 +116,21 @@ pub async fn run(
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "true"),
         ]),
-        rdkafka::consumer::DefaultConsumerContext,
+        kafka::ConsumerLog,
     )?;
     consumer.subscribe(&[&cfg.topic])?;
     let mut at_end: HashSet<i32> = HashSet::new();
     let mut seen = 0u64;
     loop {
-        if drain.is_cancelled() && all_at_end(&consumer, &at_end) {
+        if drain.is_cancelled() && all_at_end(&consumer, &at_end) && kafka::caught_up(&consumer)? {
             break;
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = drain.cancelled(), if !drain.is_cancelled() => {}
+            // While draining, look again now and then: the end may have been
+            // reached before the drain began.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if drain.is_cancelled() => {}
             m = consumer.recv() => match m {
                 Ok(m) => {
                     at_end.remove(&m.partition());
@@ -154,7 +157,7 @@ pub async fn run(
     Ok(seen)
 }
 
-fn all_at_end(consumer: &StreamConsumer, at_end: &HashSet<i32>) -> bool {
+fn all_at_end(consumer: &StreamConsumer<kafka::ConsumerLog>, at_end: &HashSet<i32>) -> bool {
     let assignment = consumer
         .assignment()
         .unwrap_or_else(|_| TopicPartitionList::new());

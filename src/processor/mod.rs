@@ -203,7 +203,11 @@ struct Context {
     shared: Arc<Mutex<Shared>>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        kafka::log_client_error(error, reason);
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -363,6 +367,7 @@ impl Processor {
             if drain.is_cancelled()
                 && run.deliveries.is_empty()
                 && run.shared.lock().expect("lock").offsets.all_done()
+                && kafka::caught_up(&run.consumer).map_err(Error::Consume)?
             {
                 return Ok(());
             }
