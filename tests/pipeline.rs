@@ -377,3 +377,60 @@ async fn seed_formats_flow_through_the_processor() {
     assert_eq!(report.aggregates.total.orders, 2);
     assert_eq!(report.aggregates.total.avg(), Some(45.67));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_delivers_every_order_at_the_requested_rate() {
+    use orderflow::producer::{self, Output, WireFormat};
+    let env = TestEnv::start(2).await;
+    let cfg = producer::Config {
+        kafka: env.kafka.clone(),
+        topic: TOPIC.into(),
+        rate: Some(50.0),
+        count: Some(25),
+        format: WireFormat::Avro,
+    };
+    let started = std::time::Instant::now();
+    let report = within(
+        60,
+        producer::run(&cfg, Output::Quiet, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    // 25 orders at 50/s: the last is due 480 ms after the first.
+    assert!(started.elapsed() >= Duration::from_millis(480));
+    assert_eq!((report.sent, report.delivered), (25, 25));
+
+    let fast = producer::Config {
+        rate: None,
+        count: Some(500),
+        ..cfg
+    };
+    let report2 = within(
+        60,
+        producer::run(&fast, Output::Quiet, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report2.delivered, 500);
+
+    let log = Log::default();
+    let processed = process_to_end(
+        env.processor_config(10),
+        Box::new(Simulated::default()),
+        &log,
+    )
+    .await;
+    assert_eq!(processed.processed, 525);
+    let ids: HashSet<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.id().to_string())
+        .collect();
+    let sent: HashSet<String> = report
+        .order_ids
+        .into_iter()
+        .chain(report2.order_ids)
+        .collect();
+    assert_eq!(ids, sent);
+}

@@ -1,0 +1,155 @@
+//! The `orderflow` binary as a user runs it: the demo stopped by SIGTERM and
+//! started again loses no order.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Run {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn demo(dir: &std::path::Path, port: u16, extra: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orderflow runs");
+    let collect = |r: Box<dyn std::io::Read + Send>| {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        lines
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    Run {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+impl Run {
+    fn count(&self, needle: &str) -> usize {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn wait(mut self, limit: Duration) -> (Vec<String>, Vec<String>) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(200)); // let the readers drain
+                let (out, err) = (
+                    self.stdout.lock().unwrap().clone(),
+                    self.stderr.lock().unwrap().clone(),
+                );
+                assert!(
+                    status.success(),
+                    "exit {status}; stderr:\n{}",
+                    err.join("\n")
+                );
+                return (out, err);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit within {limit:?}; stderr:\n{}",
+                    self.stderr.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn ids_after(lines: &[String], marker: &str, end: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(marker))
+        .map(|(_, rest)| rest.split(end).next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn demo_stops_cleanly_on_sigterm_and_resumes_without_losing_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+
+    let first = demo(dir.path(), port, &["--rate", "40"]);
+    let start = Instant::now();
+    while first.count("[processor] Processed") < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "demo made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap();
+    let (out1, err1) = first.wait(Duration::from_secs(60));
+    assert!(
+        out1.iter().any(|l| l.starts_with("[demo] produced ")),
+        "summary printed"
+    );
+
+    // Produce nothing more: finish what the first run left.
+    let (out2, err2) = demo(dir.path(), port, &["--count", "0"]).wait(Duration::from_secs(90));
+
+    for err in [&err1, &err2] {
+        assert!(!err.iter().any(|l| l.contains("panicked")), "{err:?}");
+    }
+    let produced: Vec<String> = out1
+        .iter()
+        .filter_map(|l| l.split_once("[producer] Produced: "))
+        .map(|(_, json)| {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            v["orderId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(produced.len() >= 40);
+    let mut finished: HashSet<String> = HashSet::new();
+    for out in [&out1, &out2] {
+        finished.extend(ids_after(out, "[processor] Processed ", " |"));
+        finished.extend(ids_after(out, "[processor] DLQ: ", " ->"));
+    }
+    let lost: Vec<&String> = produced
+        .iter()
+        .filter(|id| !finished.contains(*id))
+        .collect();
+    assert!(lost.is_empty(), "orders lost across SIGTERM: {lost:?}");
+}
