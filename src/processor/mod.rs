@@ -218,10 +218,10 @@ impl ConsumerContext for Context {
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         // Hand over finished work before another member takes these partitions.
         let commits = shared.offsets.to_commit(Some(&revoked));
-        if !commits.is_empty() {
-            if let Err(e) = consumer.commit(&commit_list(&self.topic, &commits), CommitMode::Sync) {
-                tracing::warn!(error = %e, "commit on revoke failed; those messages will be redelivered");
-            }
+        if !commits.is_empty()
+            && let Err(e) = consumer.commit(&commit_list(&self.topic, &commits), CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "commit on revoke failed; those messages will be redelivered");
         }
         for p in &revoked {
             shared.offsets.revoke(*p);
