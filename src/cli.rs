@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::{
     console::Console,
     dlq,
@@ -14,6 +16,7 @@ use crate::{
     processor::{self, Processor, Simulated, backoff::Backoff, rule::FailWhen},
     producer::{self, WireFormat},
     shutdown,
+    store::{Filter, Status, Store},
 };
 
 #[derive(Debug, Parser)]
@@ -86,6 +89,82 @@ pub enum Command {
     /// Broker, topics, producer, processor and DLQ consumer in one process
     #[cfg(feature = "embedded-broker")]
     Demo(DemoArgs),
+    /// Read the order history in the store
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+    /// Aggregates from the store: count, units, average/min/max price, per product
+    Stats(StoreArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Order store: sqlite://PATH, postgres://USER:PASSWORD@HOST/DB, or none
+    /// [default: sqlite://DATA_DIR/orders.db]
+    #[arg(long, env = "ORDERFLOW_STORE")]
+    pub store: Option<String>,
+    /// Directory for local data (the embedded broker's log, the default store)
+    #[arg(long, env = "ORDERFLOW_DATA_DIR", default_value = ".orderflow")]
+    pub data_dir: PathBuf,
+}
+
+impl StoreArgs {
+    /// The store URL, or `None` when the store is turned off.
+    pub fn url(&self) -> Option<String> {
+        match self.store.as_deref() {
+            Some("none") => None,
+            Some(url) => Some(url.to_string()),
+            None => Some(format!(
+                "sqlite://{}",
+                self.data_dir.join("orders.db").display()
+            )),
+        }
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Option<Arc<Store>>> {
+        match self.url() {
+            None => Ok(None),
+            Some(url) => {
+                Ok(Some(Arc::new(Store::connect(&url).await.with_context(
+                    || format!("opening the order store {url}"),
+                )?)))
+            }
+        }
+    }
+
+    async fn open_required(&self) -> anyhow::Result<Arc<Store>> {
+        self.open()
+            .await?
+            .context("--store none: there is no store to read")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// List stored orders, newest first
+    List(ListArgs),
+    /// One order with its timeline
+    Show {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// processed or dlq
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<Status>,
+    #[arg(long)]
+    pub product: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    Status::parse(s).ok_or_else(|| format!("unknown status {s:?}: use processed or dlq"))
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +231,8 @@ pub struct ProcessArgs {
     /// Stop reading while this many messages are unfinished (waiting to retry)
     #[arg(long, env = "ORDERFLOW_MAX_IN_FLIGHT", default_value_t = 10_000)]
     pub max_in_flight: usize,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -168,8 +249,8 @@ pub struct DemoArgs {
     /// Address of the embedded broker (other orderflow commands can use it meanwhile)
     #[arg(long, env = "ORDERFLOW_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
-    #[arg(long, env = "ORDERFLOW_DATA_DIR", default_value = ".orderflow")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Orders per second
     #[arg(long, env = "ORDERFLOW_RATE", default_value_t = 3.0)]
     pub rate: f64,
@@ -280,15 +361,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.max_attempts = args.retry.max_retries;
             cfg.backoff = args.retry.backoff()?;
             cfg.max_in_flight = args.max_in_flight;
+            let store = args.store.open().await?;
             let out = Console::new();
             out.line(format_args!("Consumer started…"));
-            let p = Processor::new(
+            let mut p = Processor::new(
                 cfg,
                 Box::new(Simulated {
                     fail_when: args.retry.fail_when,
                 }),
                 Box::new(move |e: &processor::Event<'_>| processor::print_event(&out, e)),
             );
+            if let Some(store) = store {
+                p = p.with_store(store);
+            }
             let report = p
                 .run(shutdown::on_signals(), drain_token(args.exit_at_end))
                 .await?;
@@ -318,7 +403,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => crate::demo::run(common, args).await,
+        Command::Orders(OrdersCommand::List(args)) => {
+            let store = args.store.open_required().await?;
+            let filter = Filter {
+                status: args.status,
+                product: args.product,
+                limit: args.limit,
+            };
+            println!(
+                "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  PROCESSED",
+                "ORDER", "STATUS", "PRODUCT", "QTY", "PRICE", "AT"
+            );
+            for o in store.list(&filter).await? {
+                println!(
+                    "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  {}",
+                    o.id,
+                    o.status,
+                    o.product,
+                    o.quantity,
+                    o.price.map_or("-".into(), |p| format!("{p:.2}")),
+                    o.attempts,
+                    time(o.processed_ms)
+                );
+            }
+            Ok(())
+        }
+        Command::Orders(OrdersCommand::Show { id, store }) => {
+            let store = store.open_required().await?;
+            let (o, events) = store
+                .show(&id)
+                .await?
+                .with_context(|| format!("no order {id:?} in the store"))?;
+            println!("order     {}", o.id);
+            println!("status    {} after {} attempt(s)", o.status, o.attempts);
+            println!("user      {}", o.user);
+            println!("product   {} x {}", o.product, o.quantity);
+            println!(
+                "price     {}",
+                o.price.map_or("-".into(), |p| format!("{p:.2}"))
+            );
+            if let Some(e) = &o.last_error {
+                println!("error     {e}");
+            }
+            println!("source    {}[{}]@{}", o.topic, o.partition, o.offset);
+            println!("produced  {}", o.produced_ms.map_or("-".into(), time));
+            println!("processed {}", time(o.processed_ms));
+            println!("timeline:");
+            for e in events {
+                println!("  {}  {:<14}  {}", time(e.at_ms), e.kind, e.detail);
+            }
+            Ok(())
+        }
+        Command::Stats(args) => {
+            let a = args.open_required().await?.aggregates().await?;
+            println!(
+                "{:<10}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}",
+                "PRODUCT", "ORDERS", "UNITS", "AVG", "MIN", "MAX"
+            );
+            let row = |name: &str, s: &crate::aggregate::Stat| {
+                let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+                println!(
+                    "{name:<10}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}",
+                    s.orders,
+                    s.units,
+                    f(s.avg()),
+                    f(s.price_min),
+                    f(s.price_max)
+                );
+            };
+            for (p, s) in &a.by_product {
+                row(p, s);
+            }
+            row("(all)", &a.total);
+            Ok(())
+        }
     }
+}
+
+fn time(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl Common {

@@ -17,13 +17,13 @@ use crate::{
 
 pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
     let out = Console::prefixed("demo");
-    let broker = EmbeddedBroker::start(args.listen, &args.data_dir)
+    let broker = EmbeddedBroker::start(args.listen, &args.store.data_dir)
         .await
         .context("starting the embedded broker")?;
     out.line(format_args!(
         "broker on {} (data in {}); other orderflow commands can use --bootstrap-servers {}",
         broker.addr(),
-        args.data_dir.display(),
+        args.store.data_dir.display(),
         broker.bootstrap_servers()
     ));
     let kafka = common.with_bootstrap(broker.bootstrap_servers());
@@ -73,14 +73,18 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
         base: std::time::Duration::from_millis(200),
         max: std::time::Duration::from_secs(2),
     };
+    let store = args.store.open().await?;
     let pout = Console::prefixed("processor");
-    let processor = Processor::new(
+    let mut processor = Processor::new(
         pcfg,
         Box::new(Simulated {
             fail_when: Some(args.fail_when),
         }),
         Box::new(move |e: &processor::Event<'_>| processor::print_event(&pout, e)),
     );
+    if let Some(store) = store {
+        processor = processor.with_store(store);
+    }
     let processor_task = {
         let (stop, drain, drain_dlq) = (stop.clone(), drain_processor.clone(), drain_dlq.clone());
         tokio::spawn(async move {

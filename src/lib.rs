@@ -19,3 +19,4 @@ pub mod order;
 pub mod processor;
 pub mod producer;
 pub mod shutdown;
+pub mod store;

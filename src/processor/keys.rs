@@ -10,7 +10,12 @@ use std::{
 use rdkafka::Message;
 use tokio::time::Instant;
 
-use crate::{codec::Format, dlq::record::ErrorKind, order::Order};
+use crate::{
+    codec::Format,
+    dlq::record::ErrorKind,
+    order::{Order, now_ms},
+    store::TimelineEvent,
+};
 
 /// What orders must stay in sequence with: the same key in the same partition.
 /// Messages without a key have no ordering constraint, so each is its own queue.
@@ -44,6 +49,8 @@ pub struct Job {
     pub dlq_reason: Option<(String, ErrorKind)>,
     /// A DLQ write failed and must be repeated.
     pub dlq_pending: bool,
+    /// What happened to the order, for the store.
+    pub timeline: Vec<TimelineEvent>,
 }
 
 impl Job {
@@ -60,6 +67,11 @@ impl Job {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
+            timeline: vec![TimelineEvent {
+                at_ms: now_ms(),
+                kind: "received",
+                detail: format!("partition {} offset {}", m.partition(), m.offset()),
+            }],
         }
     }
 
@@ -70,10 +82,15 @@ impl Job {
         }
     }
 
-    pub fn note_failure(&mut self) {
+    pub fn note_failure(&mut self, reason: &str) {
         let now = SystemTime::now();
         self.first_failure.get_or_insert(now);
         self.last_failure = Some(now);
+        self.timeline.push(TimelineEvent {
+            at_ms: now_ms(),
+            kind: "attempt_failed",
+            detail: format!("attempt {}: {reason}", self.attempts),
+        });
     }
 
     /// The order id, or where the message sits when it could not be decoded.
@@ -176,6 +193,7 @@ mod tests {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
+            timeline: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod backoff;
 mod keys;
 pub mod offsets;
+mod persist;
 pub mod rule;
 
 use std::{
@@ -29,11 +30,13 @@ use crate::{
     codec::{DecodeError, Decoder, Format},
     dlq::record::{DlqValue, ErrorKind, Provenance},
     kafka::{self, KafkaConfig},
-    order::Order,
+    order::{Order, now_ms},
+    store::{self, Finished, Status, Store, TimelineEvent},
 };
 use backoff::Backoff;
 use keys::{Job, KeyQueues, QKey};
 use offsets::Offsets;
+use persist::Persister;
 use rule::FailWhen;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum Error {
     },
     #[error("consumer failed: {0}")]
     Consume(#[source] KafkaError),
+    #[error("reading the order store: {0}")]
+    Store(#[from] store::Error),
 }
 
 /// Why handling an order failed.
@@ -196,6 +201,7 @@ pub struct Report {
 struct Shared {
     offsets: Offsets,
     revoked: Vec<i32>,
+    assigned: Vec<i32>,
 }
 
 struct Context {
@@ -234,6 +240,7 @@ impl ConsumerContext for Context {
             let mut shared = self.shared.lock().expect("processor state lock");
             for e in tpl.elements() {
                 shared.offsets.assign(e.partition());
+                shared.assigned.push(e.partition());
             }
             tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "assigned");
         }
@@ -264,6 +271,7 @@ pub struct Processor {
     handler: Box<dyn Handler>,
     observer: Box<dyn Observer>,
     decoder: Decoder,
+    store: Option<Arc<Store>>,
 }
 
 struct Run {
@@ -273,6 +281,7 @@ struct Run {
     queues: KeyQueues,
     deliveries: FuturesUnordered<DlqDelivery>,
     report: Report,
+    persist: Option<Persister>,
 }
 
 impl Processor {
@@ -282,7 +291,16 @@ impl Processor {
             handler,
             observer,
             decoder: Decoder::default(),
+            store: None,
         }
+    }
+
+    /// Keeps order history, aggregates and consumed offsets in `store`, which then
+    /// decides where each partition is read from: every order is applied to it
+    /// exactly once.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Processes until `shutdown` is cancelled, or, once `drain` is cancelled, until
@@ -323,7 +341,16 @@ impl Processor {
             queues: KeyQueues::default(),
             deliveries: FuturesUnordered::new(),
             report: Report::default(),
+            persist: None,
         };
+        if let Some(store) = &self.store {
+            run.report.aggregates = store.aggregates().await?;
+            run.persist = Some(Persister::new(
+                store.clone(),
+                &self.config.group,
+                &self.config.topic,
+            ));
+        }
         let result = self.event_loop(&mut run, &shutdown, &drain).await;
         self.finish(&mut run).await;
         result.map(|()| run.report)
@@ -339,8 +366,10 @@ impl Processor {
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_retry = run.queues.next_due();
-            let can_read =
-                run.shared.lock().expect("lock").offsets.unfinished() < self.config.max_in_flight;
+            let flush_due = run.persist.as_ref().and_then(Persister::due);
+            let can_read = run.shared.lock().expect("lock").offsets.unfinished()
+                < self.config.max_in_flight
+                && !run.persist.as_ref().is_some_and(Persister::paused);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -352,9 +381,12 @@ impl Processor {
                         self.retry(run, qk, generation);
                     }
                 }
+                _ = sleep_until(flush_due), if flush_due.is_some() => self.flush(run).await,
                 msg = run.consumer.recv(), if can_read => match msg {
                     Ok(m) => {
                         let job = Job::from_message(&m);
+                        drop(m);
+                        self.take_assignments(run).await?;
                         self.received(run, job);
                     }
                     Err(KafkaError::PartitionEOF(p)) => run.shared.lock().expect("lock").offsets.reached_end(p),
@@ -364,6 +396,7 @@ impl Processor {
                 _ = commit_tick.tick() => self.commit(run, CommitMode::Async),
             }
             self.forget_revoked(run);
+            self.take_assignments(run).await?;
             if drain.is_cancelled()
                 && run.deliveries.is_empty()
                 && run.shared.lock().expect("lock").offsets.all_done()
@@ -391,7 +424,103 @@ impl Processor {
                 }
             }
         }
+        if run.persist.is_some() {
+            self.flush(run).await;
+        }
         self.commit(run, CommitMode::Sync);
+    }
+
+    /// Writes finished work to the store; the offsets it reaches become committable.
+    async fn flush(&mut self, run: &mut Run) {
+        let Some(persist) = run.persist.as_mut() else {
+            return;
+        };
+        if let Some(applied) = persist.flush(&run.shared).await
+            && applied.duplicates > 0
+        {
+            // Redelivered orders were not applied again; show the stored truth.
+            match persist.store().aggregates().await {
+                Ok(a) => run.report.aggregates = a,
+                Err(e) => tracing::warn!(error = %e, "reloading aggregates failed"),
+            }
+        }
+    }
+
+    /// After an assignment, reads the stored positions of the new partitions and
+    /// seeks there; messages below them were applied already and are skipped.
+    async fn take_assignments(&mut self, run: &mut Run) -> Result<(), Error> {
+        let assigned = std::mem::take(&mut run.shared.lock().expect("lock").assigned);
+        let Some(persist) = run.persist.as_mut() else {
+            return Ok(());
+        };
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        persist.load_floors().await?;
+        let mut shared = run.shared.lock().expect("lock");
+        for p in assigned {
+            let Some(&next) = persist.floors.get(&p) else {
+                continue;
+            };
+            shared.offsets.assign_at(p, next);
+            // Fails harmlessly if fetching has not started; the floor still applies.
+            if let Err(e) =
+                run.consumer
+                    .seek(&self.config.topic, p, Offset::Offset(next), Duration::ZERO)
+            {
+                tracing::debug!(partition = p, error = %e, "seek to stored offset deferred");
+            }
+        }
+        Ok(())
+    }
+
+    /// A message's work is done: durable at once without a store, else once its
+    /// batch is committed.
+    fn complete(&mut self, run: &mut Run, mut job: Job, status: Status) {
+        let Some(persist) = run.persist.as_mut() else {
+            run.shared
+                .lock()
+                .expect("lock")
+                .offsets
+                .finished(job.partition, job.offset);
+            return;
+        };
+        let now = now_ms();
+        let (kind, detail) = match status {
+            Status::Processed => ("processed", String::new()),
+            Status::Dlq => (
+                "dlq",
+                job.dlq_reason
+                    .as_ref()
+                    .map_or(String::new(), |(r, _)| r.clone()),
+            ),
+        };
+        job.timeline.push(TimelineEvent {
+            at_ms: now,
+            kind,
+            detail,
+        });
+        let order = job.decoded.take().map(|(o, _)| o);
+        persist.push(Finished {
+            id: order.as_ref().map_or_else(
+                || format!("{}[{}]@{}", self.config.topic, job.partition, job.offset),
+                |o| o.order_id.clone(),
+            ),
+            produced_ms: order
+                .as_ref()
+                .map(|o| o.created_at_ms)
+                .filter(|t| *t > 0)
+                .or(job.timestamp_ms),
+            order,
+            status,
+            attempts: job.attempts,
+            last_error: job.dlq_reason.map(|(r, _)| r),
+            topic: self.config.topic.clone(),
+            partition: job.partition,
+            offset: job.offset,
+            processed_ms: now,
+            timeline: job.timeline,
+        });
     }
 
     fn commit(&self, run: &mut Run, mode: CommitMode) {
@@ -417,10 +546,21 @@ impl Processor {
         let revoked = std::mem::take(&mut run.shared.lock().expect("lock").revoked);
         for p in revoked {
             run.queues.drop_partition(p);
+            if let Some(persist) = run.persist.as_mut() {
+                persist.revoke(p);
+            }
         }
     }
 
     fn received(&mut self, run: &mut Run, job: Job) {
+        if let Some(floor) = run
+            .persist
+            .as_ref()
+            .and_then(|p| p.floors.get(&job.partition))
+            && job.offset < *floor
+        {
+            return; // applied to the store before
+        }
         run.shared
             .lock()
             .expect("lock")
@@ -438,13 +578,7 @@ impl Processor {
     fn work(&mut self, run: &mut Run, qk: QKey, mut jobs: std::collections::VecDeque<Job>) {
         while let Some(mut job) = jobs.pop_front() {
             match self.attempt(run, &mut job) {
-                Outcome::Done => {
-                    run.shared
-                        .lock()
-                        .expect("lock")
-                        .offsets
-                        .finished(job.partition, job.offset);
-                }
+                Outcome::Done => self.complete(run, job, Status::Processed),
                 Outcome::Retry(delay) => {
                     jobs.push_front(job);
                     run.queues.block(qk, jobs, Some(Instant::now() + delay));
@@ -483,7 +617,7 @@ impl Processor {
         match result {
             Ok(()) => {
                 let head = jobs.pop_front().expect("a blocked key has a head");
-                self.dead_lettered(run, &head);
+                self.dead_lettered(run, head);
                 self.work(run, qk, jobs);
             }
             Err(e) => {
@@ -510,16 +644,11 @@ impl Processor {
     ) {
         if let (Ok(()), Some(mut jobs)) = (result, run.queues.unblock(&qk, generation)) {
             let head = jobs.pop_front().expect("a blocked key has a head");
-            self.dead_lettered(run, &head);
+            self.dead_lettered(run, head);
         }
     }
 
-    fn dead_lettered(&mut self, run: &mut Run, job: &Job) {
-        run.shared
-            .lock()
-            .expect("lock")
-            .offsets
-            .finished(job.partition, job.offset);
+    fn dead_lettered(&mut self, run: &mut Run, job: Job) {
         run.report.dead_lettered += 1;
         let id = job.display_id(&self.config.topic);
         let (reason, kind) = job
@@ -535,6 +664,7 @@ impl Processor {
             partition: job.partition,
             offset: job.offset,
         });
+        self.complete(run, job, Status::Dlq);
     }
 
     fn attempt(&mut self, run: &mut Run, job: &mut Job) -> Outcome {
@@ -557,8 +687,8 @@ impl Processor {
         }
         job.attempts += 1;
         let result = self.handler.handle(order, job.attempts);
-        if result.is_err() {
-            job.note_failure();
+        if let Err(Failure::Transient(reason) | Failure::Permanent(reason)) = &result {
+            job.note_failure(reason);
         }
         let (order, format) = job.decoded.as_ref().expect("decoded above");
         match result {
@@ -601,7 +731,7 @@ impl Processor {
 
     fn permanent(&self, job: &mut Job, reason: String) -> Outcome {
         job.attempts += 1;
-        job.note_failure();
+        job.note_failure(&reason);
         self.dead_letter(job, reason, ErrorKind::Permanent)
     }
 

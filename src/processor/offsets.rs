@@ -30,6 +30,13 @@ impl Offsets {
         self.parts.entry(partition).or_default();
     }
 
+    /// Starts a partition at a known position (the store's), so commits and
+    /// positions begin there even before a message arrives.
+    pub fn assign_at(&mut self, partition: i32, next: i64) {
+        let p = self.parts.entry(partition).or_default();
+        p.next = Some(p.next.map_or(next, |n| n.max(next)));
+    }
+
     pub fn revoke(&mut self, partition: i32) {
         self.parts.remove(&partition);
     }
@@ -48,6 +55,13 @@ impl Offsets {
     pub fn finished(&mut self, partition: i32, offset: i64) {
         if let Some(p) = self.parts.get_mut(&partition) {
             p.unfinished.remove(&offset);
+        }
+    }
+
+    /// Takes back a `finished` whose effect could not be made durable.
+    pub fn unfinish(&mut self, partition: i32, offset: i64) {
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.unfinished.insert(offset);
         }
     }
 
@@ -85,6 +99,14 @@ impl Offsets {
             .collect()
     }
 
+    /// The safe position (next offset to read) of every partition that has one.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.parts
+            .iter()
+            .filter_map(|(id, p)| Some((*id, p.safe()?)))
+            .collect()
+    }
+
     pub fn committed(&mut self, partition: i32, offset: i64) {
         if let Some(p) = self.parts.get_mut(&partition) {
             p.committed = Some(offset);
@@ -118,6 +140,19 @@ mod tests {
         o.finished(0, 14);
         assert_eq!(o.to_commit(None), [(0, 15)]);
         assert_eq!(o.unfinished(), 0);
+        o.unfinish(0, 14);
+        assert_eq!(o.positions(), [(0, 14)]);
+    }
+
+    #[test]
+    fn a_stored_position_is_where_a_partition_starts() {
+        let mut o = Offsets::default();
+        o.assign_at(3, 100);
+        assert_eq!(o.positions(), [(3, 100)]);
+        o.received(3, 100);
+        assert_eq!(o.positions(), [(3, 100)]);
+        o.finished(3, 100);
+        assert_eq!(o.positions(), [(3, 101)]);
     }
 
     #[test]

@@ -59,30 +59,17 @@ impl TestEnv {
     }
 
     pub async fn produce_raw(&self, messages: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
-        let producer = self.kafka.producer(&[]).expect("producer");
-        for (key, payload) in &messages {
-            let mut r = FutureRecord::to(TOPIC).payload(payload);
-            if let Some(k) = key {
-                r = r.key(k);
-            }
-            producer
-                .send(r, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .expect("delivered");
-        }
+        self.producer().produce_raw(messages).await
     }
 
-    /// Produces orders as v2 Avro, keyed by order id.
     pub async fn produce_orders(&self, orders: &[Order]) {
-        let w = avro::Writer::new();
-        self.produce_raw(
-            orders
-                .iter()
-                .map(|o| (Some(o.order_id.clone().into_bytes()), w.encode(o)))
-                .collect(),
-        )
-        .await;
+        self.producer().produce_orders(orders).await
+    }
+
+    pub fn producer(&self) -> Producer {
+        Producer {
+            kafka: self.kafka.clone(),
+        }
     }
 
     pub fn processor_config(&self, backoff_ms: u64) -> processor::Config {
@@ -117,6 +104,40 @@ impl TestEnv {
         .await
         .expect("DLQ readable");
         events
+    }
+}
+
+/// Sends test messages to the orders topic.
+pub struct Producer {
+    pub kafka: KafkaConfig,
+}
+
+impl Producer {
+    pub async fn produce_raw(&self, messages: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
+        let producer = self.kafka.producer(&[]).expect("producer");
+        for (key, payload) in &messages {
+            let mut r = FutureRecord::to(TOPIC).payload(payload);
+            if let Some(k) = key {
+                r = r.key(k);
+            }
+            producer
+                .send(r, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("delivered");
+        }
+    }
+
+    /// Produces orders as v2 Avro, keyed by order id.
+    pub async fn produce_orders(&self, orders: &[Order]) {
+        let w = avro::Writer::new();
+        self.produce_raw(
+            orders
+                .iter()
+                .map(|o| (Some(o.order_id.clone().into_bytes()), w.encode(o)))
+                .collect(),
+        )
+        .await;
     }
 }
 

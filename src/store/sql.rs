@@ -1,0 +1,363 @@
+//! The store's SQL and logic, written once for both databases over a minimal
+//! connection trait. Statements use `$N` placeholders (SQLite reads them as `?N`)
+//! and types both databases accept.
+
+use std::collections::HashMap;
+
+use super::{Applied, Batch, Error, Filter, StoredEvent, StoredOrder, delta};
+use crate::aggregate::{Aggregates, Stat};
+
+/// A statement parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum P<'a> {
+    I(i64),
+    OI(Option<i64>),
+    F(Option<f64>),
+    T(&'a str),
+    OT(Option<&'a str>),
+}
+
+/// A value read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V {
+    Null,
+    I(i64),
+    F(f64),
+    T(String),
+}
+
+impl V {
+    pub fn i(&self) -> Result<i64, Error> {
+        match self {
+            V::I(i) => Ok(*i),
+            v => Err(Error::Corrupt(format!("expected an integer, got {v:?}"))),
+        }
+    }
+    pub fn oi(&self) -> Result<Option<i64>, Error> {
+        match self {
+            V::Null => Ok(None),
+            v => v.i().map(Some),
+        }
+    }
+    pub fn f(&self) -> Result<Option<f64>, Error> {
+        match self {
+            V::Null => Ok(None),
+            V::F(f) => Ok(Some(*f)),
+            V::I(i) => Ok(Some(*i as f64)),
+            v => Err(Error::Corrupt(format!("expected a number, got {v:?}"))),
+        }
+    }
+    pub fn t(&self) -> Result<String, Error> {
+        match self {
+            V::T(s) => Ok(s.clone()),
+            v => Err(Error::Corrupt(format!("expected text, got {v:?}"))),
+        }
+    }
+    pub fn ot(&self) -> Result<Option<String>, Error> {
+        match self {
+            V::Null => Ok(None),
+            v => v.t().map(Some),
+        }
+    }
+}
+
+pub trait Conn {
+    async fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, Error>;
+    async fn rows(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Vec<V>>, Error>;
+}
+
+/// Schema versions, applied in order, each once.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE orders (
+        order_id TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        product TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price DOUBLE PRECISION,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        last_error TEXT,
+        source_topic TEXT NOT NULL,
+        source_partition BIGINT NOT NULL,
+        source_offset BIGINT NOT NULL,
+        produced_ms BIGINT,
+        processed_ms BIGINT NOT NULL
+    );
+    CREATE INDEX orders_status ON orders (status);
+    CREATE INDEX orders_product ON orders (product);
+    CREATE TABLE order_events (
+        order_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (order_id, seq)
+    );
+    CREATE TABLE aggregates (
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        orders BIGINT NOT NULL,
+        units BIGINT NOT NULL,
+        priced BIGINT NOT NULL,
+        price_sum DOUBLE PRECISION NOT NULL,
+        price_min DOUBLE PRECISION,
+        price_max DOUBLE PRECISION,
+        PRIMARY KEY (scope, name)
+    );
+    CREATE TABLE consumer_offsets (
+        group_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition_id BIGINT NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (group_id, topic, partition_id)
+    )",
+)];
+
+pub const CREATE_MIGRATIONS_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS orderflow_migrations (version BIGINT PRIMARY KEY)";
+
+/// Versions already applied.
+pub async fn applied_versions(c: &mut impl Conn) -> Result<Vec<i64>, Error> {
+    c.exec(CREATE_MIGRATIONS_TABLE, &[]).await?;
+    c.rows("SELECT version FROM orderflow_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r[0].i())
+        .collect()
+}
+
+/// Runs one migration's statements and records it (inside the caller's transaction).
+pub async fn migrate(c: &mut impl Conn, version: i64, sql: &str) -> Result<(), Error> {
+    for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        c.exec(stmt, &[]).await?;
+    }
+    c.exec(
+        "INSERT INTO orderflow_migrations (version) VALUES ($1)",
+        &[P::I(version)],
+    )
+    .await?;
+    Ok(())
+}
+
+const INSERT_ORDER: &str =
+    "INSERT INTO orders (order_id, user_name, product, quantity, price, status, attempts,
+        last_error, source_topic, source_partition, source_offset, produced_ms, processed_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (order_id) DO NOTHING";
+
+const INSERT_EVENT: &str =
+    "INSERT INTO order_events (order_id, seq, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)";
+
+const UPSERT_AGGREGATE: &str =
+    "INSERT INTO aggregates (scope, name, orders, units, priced, price_sum, price_min, price_max)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (scope, name) DO UPDATE SET
+        orders = aggregates.orders + excluded.orders,
+        units = aggregates.units + excluded.units,
+        priced = aggregates.priced + excluded.priced,
+        price_sum = aggregates.price_sum + excluded.price_sum,
+        price_min = CASE WHEN aggregates.price_min IS NULL THEN excluded.price_min
+                         WHEN excluded.price_min IS NULL THEN aggregates.price_min
+                         WHEN excluded.price_min < aggregates.price_min THEN excluded.price_min
+                         ELSE aggregates.price_min END,
+        price_max = CASE WHEN aggregates.price_max IS NULL THEN excluded.price_max
+                         WHEN excluded.price_max IS NULL THEN aggregates.price_max
+                         WHEN excluded.price_max > aggregates.price_max THEN excluded.price_max
+                         ELSE aggregates.price_max END";
+
+const UPSERT_OFFSET: &str =
+    "INSERT INTO consumer_offsets (group_id, topic, partition_id, next_offset)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset";
+
+/// Applies a batch inside the caller's transaction.
+pub async fn apply(c: &mut impl Conn, batch: &Batch) -> Result<Applied, Error> {
+    let mut inserted = Vec::with_capacity(batch.finished.len());
+    for f in &batch.finished {
+        let o = f.order.as_ref();
+        let n = c
+            .exec(
+                INSERT_ORDER,
+                &[
+                    P::T(&f.id),
+                    P::T(o.map_or("", |o| &o.user)),
+                    P::T(o.map_or("", |o| &o.product)),
+                    P::I(o.map_or(0, |o| i64::from(o.quantity))),
+                    P::F(o.and_then(|o| o.price)),
+                    P::T(f.status.as_str()),
+                    P::I(i64::from(f.attempts)),
+                    P::OT(f.last_error.as_deref()),
+                    P::T(&f.topic),
+                    P::I(i64::from(f.partition)),
+                    P::I(f.offset),
+                    P::OI(f.produced_ms),
+                    P::I(f.processed_ms),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            continue; // already stored: a redelivery
+        }
+        for (seq, e) in f.timeline.iter().enumerate() {
+            c.exec(
+                INSERT_EVENT,
+                &[
+                    P::T(&f.id),
+                    P::I(seq as i64),
+                    P::I(e.at_ms),
+                    P::T(e.kind),
+                    P::T(&e.detail),
+                ],
+            )
+            .await?;
+        }
+        inserted.push(f);
+    }
+    let d = delta(inserted.iter().copied());
+    if d.total.orders > 0 {
+        upsert_stat(c, "total", "", &d.total).await?;
+        for (product, s) in &d.by_product {
+            upsert_stat(c, "product", product, s).await?;
+        }
+    }
+    for (p, o) in &batch.offsets {
+        c.exec(
+            UPSERT_OFFSET,
+            &[
+                P::T(&batch.group),
+                P::T(&batch.topic),
+                P::I(i64::from(*p)),
+                P::I(*o),
+            ],
+        )
+        .await?;
+    }
+    Ok(Applied {
+        inserted: inserted.len(),
+        duplicates: batch.finished.len() - inserted.len(),
+    })
+}
+
+async fn upsert_stat(c: &mut impl Conn, scope: &str, name: &str, s: &Stat) -> Result<(), Error> {
+    c.exec(
+        UPSERT_AGGREGATE,
+        &[
+            P::T(scope),
+            P::T(name),
+            P::I(s.orders as i64),
+            P::I(s.units as i64),
+            P::I(s.priced as i64),
+            P::F(Some(s.price_sum)),
+            P::F(s.price_min),
+            P::F(s.price_max),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn offsets(
+    c: &mut impl Conn,
+    group: &str,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, Error> {
+    c.rows(
+        "SELECT partition_id, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
+        &[P::T(group), P::T(topic)],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r[0].i()? as i32, r[1].i()?)))
+    .collect()
+}
+
+pub async fn aggregates(c: &mut impl Conn) -> Result<Aggregates, Error> {
+    let mut a = Aggregates::default();
+    let rows = c
+        .rows(
+            "SELECT scope, name, orders, units, priced, price_sum, price_min, price_max FROM aggregates",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let s = Stat {
+            orders: r[2].i()? as u64,
+            units: r[3].i()? as u64,
+            priced: r[4].i()? as u64,
+            price_sum: r[5].f()?.unwrap_or(0.0),
+            price_min: r[6].f()?,
+            price_max: r[7].f()?,
+        };
+        match r[0].t()?.as_str() {
+            "total" => a.total = s,
+            _ => {
+                a.by_product.insert(r[1].t()?, s);
+            }
+        }
+    }
+    Ok(a)
+}
+
+const ORDER_COLUMNS: &str =
+    "order_id, user_name, product, quantity, price, status, attempts, last_error,
+    source_topic, source_partition, source_offset, produced_ms, processed_ms";
+
+fn stored_order(r: &[V]) -> Result<StoredOrder, Error> {
+    Ok(StoredOrder {
+        id: r[0].t()?,
+        user: r[1].t()?,
+        product: r[2].t()?,
+        quantity: r[3].i()?,
+        price: r[4].f()?,
+        status: r[5].t()?,
+        attempts: r[6].i()?,
+        last_error: r[7].ot()?,
+        topic: r[8].t()?,
+        partition: r[9].i()?,
+        offset: r[10].i()?,
+        produced_ms: r[11].oi()?,
+        processed_ms: r[12].i()?,
+    })
+}
+
+pub async fn list(c: &mut impl Conn, f: &Filter) -> Result<Vec<StoredOrder>, Error> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders
+         WHERE ($1 = '' OR status = $1) AND ($2 = '' OR product = $2)
+         ORDER BY processed_ms DESC, order_id LIMIT $3"
+    );
+    let status = f.status.map_or("", |s| s.as_str());
+    let product = f.product.as_deref().unwrap_or("");
+    c.rows(&sql, &[P::T(status), P::T(product), P::I(f.limit)])
+        .await?
+        .iter()
+        .map(|r| stored_order(r))
+        .collect()
+}
+
+pub async fn show(
+    c: &mut impl Conn,
+    id: &str,
+) -> Result<Option<(StoredOrder, Vec<StoredEvent>)>, Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1");
+    let Some(row) = c.rows(&sql, &[P::T(id)]).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let events = c
+        .rows(
+            "SELECT at_ms, kind, detail FROM order_events WHERE order_id = $1 ORDER BY seq",
+            &[P::T(id)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                at_ms: r[0].i()?,
+                kind: r[1].t()?,
+                detail: r[2].t()?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Some((stored_order(&row)?, events)))
+}

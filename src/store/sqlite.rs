@@ -1,0 +1,195 @@
+//! SQLite through libsql (the engine the embedded broker links too, so one SQLite
+//! build serves both).
+
+use std::collections::HashMap;
+
+use libsql::{Connection, TransactionBehavior, Value};
+use tokio::sync::Mutex;
+
+use super::{
+    Applied, Batch, Error, Filter, StoredEvent, StoredOrder,
+    sql::{self, Conn, P, V},
+};
+use crate::aggregate::Aggregates;
+
+pub struct SqliteStore {
+    path: String,
+    // One writer at a time; SQLite serialises writers anyway.
+    conn: Mutex<Connection>,
+    _db: libsql::Database,
+}
+
+struct Lite<'a> {
+    conn: &'a Connection,
+    path: &'a str,
+}
+
+fn params(ps: &[P<'_>]) -> Vec<Value> {
+    ps.iter()
+        .map(|p| match *p {
+            P::I(i) => Value::Integer(i),
+            P::OI(i) => i.map_or(Value::Null, Value::Integer),
+            P::F(f) => f.map_or(Value::Null, Value::Real),
+            P::T(s) => Value::Text(s.to_string()),
+            P::OT(s) => s.map_or(Value::Null, |s| Value::Text(s.to_string())),
+        })
+        .collect()
+}
+
+impl Lite<'_> {
+    fn err(&self, source: libsql::Error) -> Error {
+        Error::Sqlite {
+            path: self.path.to_string(),
+            source,
+        }
+    }
+}
+
+impl Conn for Lite<'_> {
+    async fn exec(&mut self, sql: &str, ps: &[P<'_>]) -> Result<u64, Error> {
+        self.conn
+            .execute(&sql.replace('$', "?"), params(ps))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn rows(&mut self, sql: &str, ps: &[P<'_>]) -> Result<Vec<Vec<V>>, Error> {
+        let mut rows = self
+            .conn
+            .query(&sql.replace('$', "?"), params(ps))
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(|e| self.err(e))? {
+            let mut r = Vec::with_capacity(row.column_count() as usize);
+            for i in 0..row.column_count() {
+                r.push(match row.get_value(i).map_err(|e| self.err(e))? {
+                    Value::Null => V::Null,
+                    Value::Integer(i) => V::I(i),
+                    Value::Real(f) => V::F(f),
+                    Value::Text(s) => V::T(s),
+                    Value::Blob(_) => return Err(Error::Corrupt("unexpected blob".into())),
+                });
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    pub async fn open(path: &str) -> Result<Self, Error> {
+        let err = |source| Error::Sqlite {
+            path: path.to_string(),
+            source,
+        };
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(libsql::Error::ConnectionFailed(e.to_string())))?;
+        }
+        let db = libsql::Builder::new_local(path)
+            .build()
+            .await
+            .map_err(err)?;
+        let conn = db.connect().map_err(err)?;
+        let mut lite = Lite { conn: &conn, path };
+        // WAL: readers do not block the writer, and a killed process loses no
+        // committed transaction. busy_timeout: processes sharing the file wait
+        // for each other instead of failing.
+        lite.rows("PRAGMA journal_mode = WAL", &[]).await?;
+        lite.rows("PRAGMA busy_timeout = 10000", &[]).await?;
+        lite.exec("PRAGMA synchronous = NORMAL", &[]).await?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .await
+            .map_err(err)?;
+        let mut t = Lite { conn: &tx, path };
+        let done = sql::applied_versions(&mut t).await?;
+        for (v, m) in sql::MIGRATIONS {
+            if !done.contains(v) {
+                sql::migrate(&mut t, *v, m).await?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(SqliteStore {
+            path: path.to_string(),
+            conn: Mutex::new(conn),
+            _db: db,
+        })
+    }
+
+    pub async fn apply(&self, batch: &Batch) -> Result<Applied, Error> {
+        let conn = self.conn.lock().await;
+        let err = |source| Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .await
+            .map_err(err)?;
+        let applied = sql::apply(
+            &mut Lite {
+                conn: &tx,
+                path: &self.path,
+            },
+            batch,
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(applied)
+    }
+
+    async fn read(&self) -> tokio::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().await
+    }
+
+    pub async fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>, Error> {
+        let c = self.read().await;
+        sql::offsets(
+            &mut Lite {
+                conn: &c,
+                path: &self.path,
+            },
+            group,
+            topic,
+        )
+        .await
+    }
+
+    pub async fn aggregates(&self) -> Result<Aggregates, Error> {
+        let c = self.read().await;
+        sql::aggregates(&mut Lite {
+            conn: &c,
+            path: &self.path,
+        })
+        .await
+    }
+
+    pub async fn list(&self, f: &Filter) -> Result<Vec<StoredOrder>, Error> {
+        let c = self.read().await;
+        sql::list(
+            &mut Lite {
+                conn: &c,
+                path: &self.path,
+            },
+            f,
+        )
+        .await
+    }
+
+    pub async fn show(&self, id: &str) -> Result<Option<(StoredOrder, Vec<StoredEvent>)>, Error> {
+        let c = self.read().await;
+        sql::show(
+            &mut Lite {
+                conn: &c,
+                path: &self.path,
+            },
+            id,
+        )
+        .await
+    }
+}

@@ -1,0 +1,262 @@
+//! The durable store: every order applied exactly once across kill -9, rebalances
+//! and replays. Runs on SQLite, and on PostgreSQL too when
+//! ORDERFLOW_TEST_POSTGRES_URL is set (each test in a fresh database).
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use common::*;
+use orderflow::{
+    aggregate::Aggregates,
+    order::{Order, random_order},
+    processor::Simulated,
+    store::{Filter, Store},
+};
+use rand::RngExt;
+
+/// Store URLs to run a test against: a fresh SQLite file, and a fresh PostgreSQL
+/// database when configured.
+async fn store_urls(dir: &std::path::Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}", dir.join("orders.db").display())];
+    if let Ok(base) = std::env::var("ORDERFLOW_TEST_POSTGRES_URL") {
+        let name = format!("orderflow_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("ORDERFLOW_TEST_POSTGRES_URL reachable");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("test database created");
+        let mut url = url::Url::parse(&base).unwrap();
+        url.set_path(&name);
+        urls.push(url.to_string());
+    }
+    urls
+}
+
+fn spawn_processor(env: &TestEnv, store: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_orderflow"))
+        .args([
+            "process",
+            "--bootstrap-servers",
+            &env.kafka.bootstrap_servers,
+            "--store",
+            store,
+        ])
+        .args([
+            "--fail-when",
+            "price>140",
+            "--backoff",
+            "30ms",
+            "--backoff-max",
+            "100ms",
+        ])
+        .args([
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orderflow process starts")
+}
+
+fn run_to_end(env: &TestEnv, store: &str) {
+    let status = spawn_processor(env, store, &["--exit-at-end"])
+        .wait()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Checks the invariants: exactly the produced orders, each finished once, and
+/// stored aggregates equal to a recomputation from the rows.
+async fn check_store(store: &Store, orders: &[Order]) {
+    let rows = store
+        .list(&Filter {
+            limit: 1_000_000,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), orders.len(), "one row per produced order");
+    let by_id: HashMap<&str, &Order> = orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    let mut recomputed = Aggregates::default();
+    for r in &rows {
+        let o = by_id[r.id.as_str()];
+        let expect = if o.price.unwrap() > 140.0 {
+            "dlq"
+        } else {
+            "processed"
+        };
+        assert_eq!(r.status, expect, "{}", r.id);
+        if r.status == "processed" {
+            recomputed.add(o);
+        }
+    }
+    for r in rows.iter().step_by(7) {
+        let (_, events) = store.show(&r.id).await.unwrap().unwrap();
+        let finals = events
+            .iter()
+            .filter(|e| e.kind == "processed" || e.kind == "dlq")
+            .count();
+        assert_eq!(finals, 1, "one final event for {}: {events:?}", r.id);
+    }
+    let stored = store.aggregates().await.unwrap();
+    assert_eq!(stored.total.orders, recomputed.total.orders);
+    assert_eq!(stored.total.units, recomputed.total.units);
+    assert!((stored.total.price_sum - recomputed.total.price_sum).abs() < 1e-6);
+    assert_eq!(stored.total.price_min, recomputed.total.price_min);
+    assert_eq!(stored.total.price_max, recomputed.total.price_max);
+    assert_eq!(stored.by_product.len(), recomputed.by_product.len());
+    for (p, s) in &recomputed.by_product {
+        assert_eq!(stored.by_product[p].orders, s.orders, "{p}");
+        assert!(
+            (stored.by_product[p].price_sum - s.price_sum).abs() < 1e-6,
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let env = TestEnv::start(1).await;
+        let orders: Vec<Order> = (0..5_000).map(|_| random_order()).collect();
+        let producing = {
+            let (kafka, orders) = (env.kafka.clone(), orders.clone());
+            tokio::spawn(async move {
+                let env = common::Producer { kafka };
+                for chunk in orders.chunks(500) {
+                    env.produce_orders(chunk).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        };
+        for _ in 0..5 {
+            let mut child = spawn_processor(&env, &url, &[]);
+            let wait = rand::rng().random_range(2_000..5_000);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        producing.await.unwrap();
+        run_to_end(&env, &url);
+        check_store(&Store::connect(&url).await.unwrap(), &orders).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_one_killed_on_four_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let env = TestEnv::start(4).await;
+        let orders: Vec<Order> = (0..3_000).map(|_| random_order()).collect();
+        let mut a = spawn_processor(&env, &url, &[]);
+        let mut b = spawn_processor(&env, &url, &[]);
+        env.produce_orders(&orders[..1_500]).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        a.kill().unwrap();
+        a.wait().unwrap();
+        env.produce_orders(&orders[1_500..]).await;
+        // The survivor takes over the dead member's partitions after its session times out.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        b.kill().unwrap();
+        b.wait().unwrap();
+        run_to_end(&env, &url);
+        check_store(&Store::connect(&url).await.unwrap(), &orders).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_topic_changes_nothing_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let env = TestEnv::start(2).await;
+        let orders: Vec<Order> = (0..400).map(|_| random_order()).collect();
+        env.produce_orders(&orders).await;
+        let store = Arc::new(Store::connect(&url).await.unwrap());
+        let run = |group: &str| {
+            let mut cfg = env.processor_config(10);
+            cfg.group = group.to_string();
+            cfg
+        };
+        let log = Log::default();
+        let fail = || {
+            Box::new(Simulated {
+                fail_when: Some("price>140".parse().unwrap()),
+            })
+        };
+        let first = within(
+            120,
+            orderflow::processor::Processor::new(run("order-group"), fail(), recorder(&log))
+                .with_store(store.clone())
+                .run(Default::default(), cancelled()),
+        )
+        .await
+        .unwrap();
+        let before = store
+            .list(&Filter {
+                limit: 10_000,
+                ..Filter::default()
+            })
+            .await
+            .unwrap();
+        let aggregates_before = store.aggregates().await.unwrap();
+
+        // A fresh group reads everything again (as after a group reset).
+        let replay = within(
+            120,
+            orderflow::processor::Processor::new(run("replay-group"), fail(), recorder(&log))
+                .with_store(store.clone())
+                .run(Default::default(), cancelled()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            replay.processed, first.processed,
+            "the replay did read everything"
+        );
+        let after = store
+            .list(&Filter {
+                limit: 10_000,
+                ..Filter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(before, after, "rows unchanged");
+        assert_eq!(store.aggregates().await.unwrap(), aggregates_before);
+        assert_eq!(
+            replay.aggregates, aggregates_before,
+            "the processor reports the stored truth"
+        );
+        check_store(&store, &orders).await;
+
+        // The same group again: the stored offsets say everything is done.
+        let again = within(
+            120,
+            orderflow::processor::Processor::new(run("order-group"), fail(), recorder(&log))
+                .with_store(store.clone())
+                .run(Default::default(), cancelled()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.processed, 0);
+    }
+}
+
+fn cancelled() -> tokio_util::sync::CancellationToken {
+    let t = tokio_util::sync::CancellationToken::new();
+    t.cancel();
+    t
+}
