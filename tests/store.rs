@@ -15,10 +15,11 @@ use common::*;
 use orderflow::{
     aggregate::Aggregates,
     order::{Order, random_order},
-    processor::Simulated,
+    processor::{Processor, Report, Simulated},
     store::{Filter, Store},
 };
 use rand::RngExt;
+use tokio_util::sync::CancellationToken;
 
 /// Store URLs to run a test against: a fresh SQLite file, and a fresh PostgreSQL
 /// database when configured.
@@ -81,13 +82,7 @@ fn run_to_end(env: &TestEnv, store: &str) {
 /// Checks the invariants: exactly the produced orders, each finished once, and
 /// stored aggregates equal to a recomputation from the rows.
 async fn check_store(store: &Store, orders: &[Order]) {
-    let rows = store
-        .list(&Filter {
-            limit: 1_000_000,
-            ..Filter::default()
-        })
-        .await
-        .unwrap();
+    let rows = all_rows(store).await;
     assert_eq!(rows.len(), orders.len(), "one row per produced order");
     let by_id: HashMap<&str, &Order> = orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
     let mut recomputed = Aggregates::default();
@@ -178,6 +173,35 @@ async fn two_processors_one_killed_on_four_partitions() {
     }
 }
 
+/// Runs an in-process processor with the store to the end of the topic.
+async fn process_with_store(env: &TestEnv, store: &Arc<Store>, group: &str) -> Report {
+    let mut cfg = env.processor_config(10);
+    cfg.group = group.to_string();
+    let handler = Box::new(Simulated {
+        fail_when: Some("price>140".parse().unwrap()),
+    });
+    let drain = CancellationToken::new();
+    drain.cancel();
+    within(
+        120,
+        Processor::new(cfg, handler, recorder(&Log::default()))
+            .with_store(store.clone())
+            .run(CancellationToken::new(), drain),
+    )
+    .await
+    .unwrap()
+}
+
+async fn all_rows(store: &Store) -> Vec<orderflow::store::StoredOrder> {
+    store
+        .list(&Filter {
+            limit: 1_000_000,
+            ..Filter::default()
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_topic_changes_nothing_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,55 +210,17 @@ async fn replaying_the_topic_changes_nothing_in_the_store() {
         let orders: Vec<Order> = (0..400).map(|_| random_order()).collect();
         env.produce_orders(&orders).await;
         let store = Arc::new(Store::connect(&url).await.unwrap());
-        let run = |group: &str| {
-            let mut cfg = env.processor_config(10);
-            cfg.group = group.to_string();
-            cfg
-        };
-        let log = Log::default();
-        let fail = || {
-            Box::new(Simulated {
-                fail_when: Some("price>140".parse().unwrap()),
-            })
-        };
-        let first = within(
-            120,
-            orderflow::processor::Processor::new(run("order-group"), fail(), recorder(&log))
-                .with_store(store.clone())
-                .run(Default::default(), cancelled()),
-        )
-        .await
-        .unwrap();
-        let before = store
-            .list(&Filter {
-                limit: 10_000,
-                ..Filter::default()
-            })
-            .await
-            .unwrap();
+        let first = process_with_store(&env, &store, "order-group").await;
+        let before = all_rows(&store).await;
         let aggregates_before = store.aggregates().await.unwrap();
 
         // A fresh group reads everything again (as after a group reset).
-        let replay = within(
-            120,
-            orderflow::processor::Processor::new(run("replay-group"), fail(), recorder(&log))
-                .with_store(store.clone())
-                .run(Default::default(), cancelled()),
-        )
-        .await
-        .unwrap();
+        let replay = process_with_store(&env, &store, "replay-group").await;
         assert_eq!(
             replay.processed, first.processed,
             "the replay did read everything"
         );
-        let after = store
-            .list(&Filter {
-                limit: 10_000,
-                ..Filter::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(before, after, "rows unchanged");
+        assert_eq!(before, all_rows(&store).await, "rows unchanged");
         assert_eq!(store.aggregates().await.unwrap(), aggregates_before);
         assert_eq!(
             replay.aggregates, aggregates_before,
@@ -243,20 +229,7 @@ async fn replaying_the_topic_changes_nothing_in_the_store() {
         check_store(&store, &orders).await;
 
         // The same group again: the stored offsets say everything is done.
-        let again = within(
-            120,
-            orderflow::processor::Processor::new(run("order-group"), fail(), recorder(&log))
-                .with_store(store.clone())
-                .run(Default::default(), cancelled()),
-        )
-        .await
-        .unwrap();
+        let again = process_with_store(&env, &store, "order-group").await;
         assert_eq!(again.processed, 0);
     }
-}
-
-fn cancelled() -> tokio_util::sync::CancellationToken {
-    let t = tokio_util::sync::CancellationToken::new();
-    t.cancel();
-    t
 }
