@@ -145,8 +145,8 @@ pub async fn run(
                     // Backpressure: wait for a delivery to free room in the queue.
                     record = r;
                     match pending.next().await {
-                        Some(Ok(result)) => on_delivery(owned(result), &mut report),
-                        Some(Err(_)) | None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        Some(result) => on_delivery(owned(result), &mut report),
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
                 Err((e, _)) => {
@@ -158,14 +158,12 @@ pub async fn run(
         report.sent += 1;
         report.order_ids.push(order.order_id);
         // Report deliveries as they come, without waiting.
-        while let Some(Some(Ok(result))) = futures::FutureExt::now_or_never(pending.next()) {
+        while let Some(Some(result)) = futures::FutureExt::now_or_never(pending.next()) {
             on_delivery(owned(result), &mut report);
         }
     }
     while let Some(result) = pending.next().await {
-        if let Ok(result) = result {
-            on_delivery(owned(result), &mut report);
-        }
+        on_delivery(owned(result), &mut report);
     }
     if let Some(bar) = bar {
         bar.finish();
@@ -181,8 +179,16 @@ pub async fn run(
     }
 }
 
-fn owned(result: OwnedDeliveryResult) -> Result<(i32, i64), KafkaError> {
-    result.map(|d| (d.partition, d.offset)).map_err(|(e, _)| e)
+/// A delivery report as (partition, offset); a report that never came (the
+/// producer went away) counts as a failed delivery.
+fn owned(
+    result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<(i32, i64), KafkaError> {
+    match result {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
 }
 
 /// The `Produced:` text: the order as JSON in the shape its format carries.

@@ -26,6 +26,12 @@ pub enum Error {
         #[source]
         source: libsql::Error,
     },
+    #[error("cannot create the directory of the SQLite store {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PostgreSQL store: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("store holds an unexpected value: {0}")]

@@ -87,8 +87,10 @@ impl SqliteStore {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| err(libsql::Error::ConnectionFailed(e.to_string())))?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
+                path: path.to_string(),
+                source,
+            })?;
         }
         let db = libsql::Builder::new_local(path)
             .build()
