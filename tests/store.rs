@@ -233,3 +233,87 @@ async fn replaying_the_topic_changes_nothing_in_the_store() {
         assert_eq!(again.processed, 0);
     }
 }
+
+/// Kafka's committed offset of `order-group` on partition 0.
+fn committed_offset(env: &TestEnv) -> i64 {
+    use rdkafka::{
+        Offset, TopicPartitionList,
+        consumer::{BaseConsumer, Consumer},
+    };
+    let consumer: BaseConsumer = env
+        .kafka
+        .client_config(&[("group.id", "order-group")])
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(TOPIC, 0);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    match committed.elements()[0].offset() {
+        Offset::Offset(o) => o,
+        _ => 0,
+    }
+}
+
+async fn wait_for_rows(store: &Store, n: usize) {
+    within(90, async {
+        while all_rows(store).await.len() < n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_pauses_processing_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    let url = format!("sqlite://{}", path.display());
+    let env = TestEnv::start(1).await;
+    let store = Arc::new(Store::connect(&url).await.unwrap());
+    let first: Vec<Order> = (0..100).map(|_| random_order()).collect();
+    env.produce_orders(&first).await;
+    let shutdown = CancellationToken::new();
+    let processor = tokio::spawn(
+        Processor::new(
+            env.processor_config(10),
+            Box::new(Simulated::default()),
+            recorder(&Log::default()),
+        )
+        .with_store(store.clone())
+        .run(shutdown.clone(), CancellationToken::new()),
+    );
+    wait_for_rows(&store, 100).await;
+
+    // Another process holds the write lock for longer than the store waits for it.
+    let db = libsql::Builder::new_local(&path).build().await.unwrap();
+    let blocker = db.connect().unwrap();
+    blocker.execute("BEGIN EXCLUSIVE", ()).await.unwrap();
+    let second: Vec<Order> = (0..100).map(|_| random_order()).collect();
+    env.produce_orders(&second).await;
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(
+        all_rows(&store).await.len(),
+        100,
+        "nothing is written while locked"
+    );
+    assert!(
+        committed_offset(&env) <= 100,
+        "no offset moves past unstored work"
+    );
+
+    blocker.execute("ROLLBACK", ()).await.unwrap();
+    wait_for_rows(&store, 200).await;
+    shutdown.cancel();
+    within(60, processor).await.unwrap().unwrap();
+    let all: Vec<Order> = first.into_iter().chain(second).collect();
+    let aggregates = store.aggregates().await.unwrap();
+    assert_eq!(aggregates.total.orders, 200);
+    assert_eq!(all_rows(&store).await.len(), all.len());
+    assert_eq!(
+        committed_offset(&env),
+        200,
+        "offsets catch up after the outage"
+    );
+}
