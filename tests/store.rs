@@ -73,9 +73,18 @@ fn spawn_processor(env: &TestEnv, store: &str, extra: &[&str]) -> Child {
 }
 
 fn run_to_end(env: &TestEnv, store: &str) {
-    let status = spawn_processor(env, store, &["--exit-at-end"])
-        .wait()
-        .unwrap();
+    let mut child = spawn_processor(env, store, &["--exit-at-end"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("orderflow process --exit-at-end did not finish within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(status.success());
 }
 

@@ -363,6 +363,7 @@ impl Processor {
         drain: &CancellationToken,
     ) -> Result<(), Error> {
         let mut commit_tick = tokio::time::interval(self.config.commit_interval);
+        let mut last_end_check = Instant::now();
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_retry = run.queues.next_due();
@@ -397,12 +398,19 @@ impl Processor {
             }
             self.forget_revoked(run);
             self.take_assignments(run).await?;
-            if drain.is_cancelled()
-                && run.deliveries.is_empty()
-                && run.shared.lock().expect("lock").offsets.all_done()
-                && kafka::caught_up(&run.consumer).map_err(Error::Consume)?
-            {
-                return Ok(());
+            if drain.is_cancelled() && run.deliveries.is_empty() {
+                let (idle, at_end) = {
+                    let o = &run.shared.lock().expect("lock").offsets;
+                    (o.idle(), o.all_done())
+                };
+                // End-of-partition events say when to look; as they can be lost
+                // (a seek discards one already queued), idle also looks now and then.
+                if idle && (at_end || last_end_check.elapsed() >= Duration::from_secs(1)) {
+                    last_end_check = Instant::now();
+                    if kafka::caught_up(&run.consumer).map_err(Error::Consume)? {
+                        return Ok(());
+                    }
+                }
             }
         }
     }

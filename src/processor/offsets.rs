@@ -86,6 +86,11 @@ impl Offsets {
                 .all(|p| p.at_end && p.unfinished.is_empty())
     }
 
+    /// True when partitions are assigned and every message received is finished.
+    pub fn idle(&self) -> bool {
+        !self.parts.is_empty() && self.parts.values().all(|p| p.unfinished.is_empty())
+    }
+
     /// Offsets (the next offset to read, as Kafka commits them) that moved since the
     /// last commit, for `partitions` or for all when `None`.
     pub fn to_commit(&self, partitions: Option<&[i32]>) -> Vec<(i32, i64)> {
@@ -165,8 +170,9 @@ mod tests {
         o.reached_end(0);
         o.reached_end(1);
         assert!(!o.all_done());
+        assert!(!o.idle());
         o.finished(0, 0);
-        assert!(o.all_done());
+        assert!(o.all_done() && o.idle());
         o.received(1, 5);
         assert!(!o.all_done(), "a new message clears the end mark");
         o.revoke(1);
