@@ -421,7 +421,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     o.status,
                     o.product,
                     o.quantity,
-                    o.price.map_or("-".into(), |p| format!("{p:.2}")),
+                    crate::console::amount(o.price),
                     o.attempts,
                     time(o.processed_ms)
                 );
@@ -438,10 +438,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("status    {} after {} attempt(s)", o.status, o.attempts);
             println!("user      {}", o.user);
             println!("product   {} x {}", o.product, o.quantity);
-            println!(
-                "price     {}",
-                o.price.map_or("-".into(), |p| format!("{p:.2}"))
-            );
+            println!("price     {}", crate::console::amount(o.price));
             if let Some(e) = &o.last_error {
                 println!("error     {e}");
             }
@@ -461,14 +458,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "PRODUCT", "ORDERS", "UNITS", "AVG", "MIN", "MAX"
             );
             let row = |name: &str, s: &crate::aggregate::Stat| {
-                let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
                 println!(
                     "{name:<10}  {:>7}  {:>7}  {:>9}  {:>8}  {:>8}",
                     s.orders,
                     s.units,
-                    f(s.avg()),
-                    f(s.price_min),
-                    f(s.price_max)
+                    crate::console::amount(s.avg()),
+                    crate::console::amount(s.price_min),
+                    crate::console::amount(s.price_max)
                 );
             };
             for (p, s) in &a.by_product {

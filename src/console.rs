@@ -35,3 +35,8 @@ impl Console {
         }
     }
 }
+
+/// An amount with two decimals, or `-` when there is none (no price, no average yet).
+pub fn amount(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}

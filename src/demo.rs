@@ -126,11 +126,7 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
         report.processed,
         report.dead_lettered,
         dead.lock().expect("lock"),
-        report
-            .aggregates
-            .total
-            .avg()
-            .map_or("-".into(), |a| format!("{a:.2}")),
+        crate::console::amount(report.aggregates.total.avg()),
     ));
     drop(broker);
     Ok(())

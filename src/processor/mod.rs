@@ -140,8 +140,8 @@ pub fn print_event(out: &crate::console::Console, event: &Event<'_>) {
         Event::Processed { order, avg, .. } => out.line(format_args!(
             "Processed {} | price={} | avg={}",
             order.order_id,
-            order.price.map_or("-".into(), |p| format!("{p:.2}")),
-            avg.map_or("-".into(), |a| format!("{a:.2}")),
+            crate::console::amount(order.price),
+            crate::console::amount(*avg),
         )),
         Event::AttemptFailed {
             attempt,
