@@ -14,6 +14,8 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::kafka::KafkaConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot create the broker data directory {dir}: {source}")]
@@ -33,6 +35,12 @@ pub enum Error {
     #[error("embedded broker did not accept connections on {0} within 30 s")]
     NotReady(SocketAddr),
 }
+
+/// librdkafka settings for consumers of this broker. Tansu 0.6 holds every fetch
+/// for the whole `fetch.wait.max.ms`, even when data is waiting (its fetch loop
+/// sleeps before it checks whether it has enough), so librdkafka's default of
+/// 500 ms would add 250-500 ms to every message's way through.
+pub const CONSUMER_SETTINGS: &[(&str, &str)] = &[("fetch.wait.max.ms", "10")];
 
 /// A running embedded broker. Dropping it stops the broker.
 pub struct EmbeddedBroker {
@@ -115,6 +123,7 @@ impl EmbeddedBroker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        index_headers(&data_dir.join("broker.db")).await?;
         Ok(broker)
     }
 
@@ -125,6 +134,24 @@ impl EmbeddedBroker {
     /// The bootstrap list clients should use.
     pub fn bootstrap_servers(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// A client configuration for this broker: [`CONSUMER_SETTINGS`], then
+    /// `consumer` settings, for consumers; `overrides` (which win) for all.
+    pub fn kafka_config(
+        &self,
+        consumer: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.bootstrap_servers(),
+            consumer_settings: CONSUMER_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(consumer.iter().cloned())
+                .collect(),
+            overrides: overrides.to_vec(),
+        }
     }
 
     /// Resolves when the broker task ends (it only does on failure).
@@ -141,6 +168,31 @@ impl Drop for EmbeddedBroker {
             rt.shutdown_background();
         }
     }
+}
+
+/// Tansu 0.6 reads a fetched record's headers with no index on them, so every
+/// fetch scans every header ever written. DLQ records carry provenance headers:
+/// as the DLQ grew, each fetch grew slower until the broker starved its group
+/// coordinator. We own this storage file, so we add the index it lacks.
+async fn index_headers(db: &Path) -> Result<(), Error> {
+    let failed = |e: libsql::Error| {
+        Error::Start(format!("indexing record headers in {}: {e}", db.display()))
+    };
+    let database = libsql::Builder::new_local(db)
+        .build()
+        .await
+        .map_err(failed)?;
+    let conn = database.connect().map_err(failed)?;
+    conn.query("PRAGMA busy_timeout = 10000", ())
+        .await
+        .map_err(failed)?;
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS orderflow_header_record ON header (topition, offset_id)",
+        (),
+    )
+    .await
+    .map_err(failed)?;
+    Ok(())
 }
 
 /// Tansu binds the exact port it is given, so port 0 is resolved here first; a

@@ -34,18 +34,17 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Kafka bootstrap servers (host:port,...)
-    #[arg(
-        long,
-        global = true,
-        env = "ORDERFLOW_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub bootstrap_servers: String,
+    /// Kafka bootstrap servers (host:port,...) [default: 127.0.0.1:9092; bench: its
+    /// own embedded broker]
+    #[arg(long, global = true, env = "ORDERFLOW_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
     /// librdkafka property key=value, repeatable (e.g. -X security.protocol=SASL_SSL);
     /// in the environment, separate several with ';'
     #[arg(short = 'X', global = true, env = "ORDERFLOW_X", value_delimiter = ';', value_parser = parse_x)]
     pub x: Vec<(String, String)>,
+    /// librdkafka property for consumers only, repeatable (e.g. -C fetch.wait.max.ms=10)
+    #[arg(short = 'C', global = true, env = "ORDERFLOW_C", value_delimiter = ';', value_parser = parse_x)]
+    pub c: Vec<(String, String)>,
     /// Topic the orders are written to and read from
     #[arg(long, global = true, env = "ORDERFLOW_TOPIC", default_value = "orders")]
     pub topic: String,
@@ -59,6 +58,8 @@ pub struct Common {
     pub dlq_topic: String,
 }
 
+const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+
 fn parse_x(s: &str) -> Result<(String, String), String> {
     parse_override(s).map_err(|e| e.to_string())
 }
@@ -66,7 +67,11 @@ fn parse_x(s: &str) -> Result<(String, String), String> {
 impl Common {
     fn kafka(&self) -> KafkaConfig {
         KafkaConfig {
-            bootstrap_servers: self.bootstrap_servers.clone(),
+            bootstrap_servers: self
+                .bootstrap_servers
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_string()),
+            consumer_settings: self.c.clone(),
             overrides: self.x.clone(),
         }
     }
@@ -94,6 +99,28 @@ pub enum Command {
     Orders(OrdersCommand),
     /// Aggregates from the store: count, units, average/min/max price, per product
     Stats(StoreArgs),
+    /// Measure produce/process throughput, latency and memory against plain
+    /// librdkafka on the same broker; prints one table
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Orders for the throughput runs
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub orders: u64,
+    /// Orders for the latency run
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub latency_orders: u64,
+    /// Orders per second in the latency run
+    #[arg(long, default_value_t = 1000.0)]
+    pub latency_rate: f64,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    /// Directory for the embedded broker and the stores [default: a temporary
+    /// directory, removed afterwards]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -231,8 +258,20 @@ pub struct ProcessArgs {
     /// Stop reading while this many messages are unfinished (waiting to retry)
     #[arg(long, env = "ORDERFLOW_MAX_IN_FLIGHT", default_value_t = 10_000)]
     pub max_in_flight: usize,
+    /// Print no line per order (the DLQ topic and the store still record failures)
+    #[arg(long, short, env = "ORDERFLOW_QUIET")]
+    pub quiet: bool,
+    /// End-of-run summary: text on stderr, or json on stdout (for scripts)
+    #[arg(long, env = "ORDERFLOW_SUMMARY", value_enum, default_value = "text")]
+    pub summary: SummaryFormat,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +341,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 broker.addr(),
                 args.data_dir.display()
             );
+            let settings: Vec<String> = crate::broker::CONSUMER_SETTINGS
+                .iter()
+                .map(|(k, v)| format!("-C {k}={v}"))
+                .collect();
+            println!(
+                "consumers: --bootstrap-servers {} {} (this broker answers a fetch only after fetch.wait.max.ms)",
+                broker.bootstrap_servers(),
+                settings.join(" ")
+            );
             let stop = shutdown::on_signals();
             tokio::select! {
                 _ = stop.cancelled() => {}
@@ -362,14 +410,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.backoff = args.retry.backoff()?;
             cfg.max_in_flight = args.max_in_flight;
             let store = args.store.open().await?;
-            let out = Console::new();
-            out.line(format_args!("Consumer started…"));
+            let observer: Box<dyn processor::Observer> = if args.quiet {
+                Box::new(|_: &processor::Event<'_>| {})
+            } else {
+                let out = Console::new();
+                out.line(format_args!("Consumer started…"));
+                Box::new(move |e: &processor::Event<'_>| processor::print_event(&out, e))
+            };
             let mut p = Processor::new(
                 cfg,
                 Box::new(Simulated {
                     fail_when: args.retry.fail_when,
                 }),
-                Box::new(move |e: &processor::Event<'_>| processor::print_event(&out, e)),
+                observer,
             );
             if let Some(store) = store {
                 p = p.with_store(store);
@@ -377,10 +430,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = p
                 .run(shutdown::on_signals(), drain_token(args.exit_at_end))
                 .await?;
-            eprintln!(
-                "{} processed, {} dead-lettered, {} failed attempts",
-                report.processed, report.dead_lettered, report.failed_attempts
-            );
+            let summary = processor::Summary::new(&report);
+            match args.summary {
+                SummaryFormat::Text => eprintln!("{summary}"),
+                SummaryFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string(&summary).expect("summaries serialize")
+                ),
+            }
             Ok(())
         }
         Command::Dlq(args) => {
@@ -403,6 +460,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => crate::demo::run(common, args).await,
+        Command::Bench(args) => bench(common, args).await,
         Command::Orders(OrdersCommand::List(args)) => {
             let store = args.store.open_required().await?;
             let filter = Filter {
@@ -476,16 +534,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn bench(common: &Common, args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.latency_rate > 0.0 && args.latency_rate.is_finite(),
+        "--latency-rate must be a number > 0"
+    );
+    let temp;
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("orderflow-bench-")
+                .tempdir()
+                .context("creating a temporary directory for the benchmark")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let cfg = crate::bench::Config {
+        bootstrap_servers: common.bootstrap_servers.clone(),
+        consumer_settings: common.c.clone(),
+        overrides: common.x.clone(),
+        orders: args.orders,
+        latency_orders: args.latency_orders,
+        latency_rate: args.latency_rate,
+        partitions: args.partitions,
+        data_dir,
+        exe: std::env::current_exe().context("finding the orderflow binary")?,
+    };
+    let table = crate::bench::run(&cfg).await?;
+    print!("{table}");
+    Ok(())
+}
+
 fn time(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-impl Common {
-    pub(crate) fn with_bootstrap(&self, bootstrap: String) -> KafkaConfig {
-        KafkaConfig {
-            bootstrap_servers: bootstrap,
-            overrides: self.x.clone(),
-        }
-    }
 }

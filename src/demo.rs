@@ -26,7 +26,7 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
         args.store.data_dir.display(),
         broker.bootstrap_servers()
     ));
-    let kafka = common.with_bootstrap(broker.bootstrap_servers());
+    let kafka = broker.kafka_config(&common.c, &common.x);
     kafka
         .create_topics(&[&common.topic, &common.dlq_topic], args.partitions, 1)
         .await?;

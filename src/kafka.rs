@@ -37,11 +37,22 @@ pub enum Error {
     },
 }
 
+/// What every orderflow producer is: idempotent with acks=all (no duplicates or
+/// reordering on retry), batching for up to 5 ms.
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+];
+
 /// Where the cluster is and how to talk to it: the bootstrap list plus librdkafka
 /// properties given with `-X key=value`, which win over our defaults (as in kcat).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
+    /// librdkafka properties for consumers only (`-C`, and what the embedded
+    /// broker calls for); `overrides` still win over them.
+    pub consumer_settings: Vec<(String, String)>,
     pub overrides: Vec<(String, String)>,
 }
 
@@ -111,8 +122,22 @@ impl KafkaConfig {
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
-            overrides: Vec::new(),
+            ..KafkaConfig::default()
         }
+    }
+
+    /// A consumer configuration: the group, reading from the earliest message
+    /// when the group has no committed offset yet (no order is skipped), then
+    /// `extra`, then the consumer settings, then the `-X` overrides.
+    pub fn consumer_config(&self, group: &str, extra: &[(&str, &str)]) -> ClientConfig {
+        let mut defaults = vec![("group.id", group), ("auto.offset.reset", "earliest")];
+        defaults.extend_from_slice(extra);
+        defaults.extend(
+            self.consumer_settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        self.client_config(&defaults)
     }
 
     /// A client configuration with `defaults` applied first and `-X` overrides last.
@@ -150,11 +175,7 @@ impl KafkaConfig {
     /// An idempotent producer (acks=all, no duplicates or reordering on retry), as
     /// both the order producer and the processor's DLQ writer need.
     pub fn producer(&self, defaults: &[(&str, &str)]) -> Result<FutureProducer, Error> {
-        let mut base = vec![
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-        ];
+        let mut base = PRODUCER_DEFAULTS.to_vec();
         base.extend_from_slice(defaults);
         self.create("producer", &self.client_config(&base), DefaultClientContext)
     }

@@ -6,6 +6,7 @@
 //! [`broker`] embeds a Kafka-compatible broker for demos and tests.
 
 pub mod aggregate;
+pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod cli;
@@ -18,5 +19,6 @@ pub mod kafka;
 pub mod order;
 pub mod processor;
 pub mod producer;
+pub mod resources;
 pub mod shutdown;
 pub mod store;

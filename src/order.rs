@@ -83,9 +83,12 @@ const PRODUCTS: &[&str] = &[
 
 /// A random order like the seeds' producers make: a UUID, a user and product from a
 /// small catalogue, quantity 1..=5 and a price between 10 and 150 with two decimals.
+/// Prices of random orders, uniformly distributed, in cents.
+pub const PRICE_CENTS: std::ops::RangeInclusive<i64> = 1_000..=15_000;
+
 pub fn random_order() -> Order {
     let mut rng = rand::rng();
-    let cents: i64 = rng.random_range(1_000..=15_000);
+    let cents: i64 = rng.random_range(PRICE_CENTS);
     Order {
         order_id: uuid::Uuid::new_v4().to_string(),
         user: USERS[rng.random_range(0..USERS.len())].to_string(),

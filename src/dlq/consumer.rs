@@ -110,12 +110,13 @@ pub async fn run(
 ) -> Result<u64, Error> {
     let consumer: StreamConsumer<kafka::ConsumerLog> = cfg.kafka.create(
         "consumer",
-        &cfg.kafka.client_config(&[
-            ("group.id", &cfg.group),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "true"),
-        ]),
+        &cfg.kafka.consumer_config(
+            &cfg.group,
+            &[
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+            ],
+        ),
         kafka::ConsumerLog,
     )?;
     consumer.subscribe(&[&cfg.topic])?;

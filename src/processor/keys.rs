@@ -49,7 +49,8 @@ pub struct Job {
     pub dlq_reason: Option<(String, ErrorKind)>,
     /// A DLQ write failed and must be repeated.
     pub dlq_pending: bool,
-    /// What happened to the order, for the store.
+    pub received_ms: i64,
+    /// Failed attempts, for the store.
     pub timeline: Vec<TimelineEvent>,
 }
 
@@ -67,11 +68,8 @@ impl Job {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
-            timeline: vec![TimelineEvent {
-                at_ms: now_ms(),
-                kind: "received",
-                detail: format!("partition {} offset {}", m.partition(), m.offset()),
-            }],
+            received_ms: now_ms(),
+            timeline: Vec::new(),
         }
     }
 
@@ -193,6 +191,7 @@ mod tests {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
+            received_ms: 0,
             timeline: Vec::new(),
         }
     }

@@ -11,7 +11,7 @@ use super::{Shared, backoff::Backoff};
 use crate::store::{self, Applied, Batch, Finished, Store};
 
 /// Flush when this many orders are waiting...
-pub const MAX_BATCH: usize = 500;
+pub const MAX_BATCH: usize = 2000;
 /// ...or when the oldest has waited this long.
 pub const MAX_WAIT: Duration = Duration::from_millis(20);
 
@@ -61,6 +61,12 @@ impl Persister {
         self.retry_at.is_some()
     }
 
+    /// Whether to flush when the processor has nothing else to do: there is work
+    /// waiting and the store is not failing.
+    pub fn idle_flush(&self) -> bool {
+        !self.batch.finished.is_empty() && self.retry_at.is_none()
+    }
+
     /// When the batch should be flushed next.
     pub fn due(&self) -> Option<Instant> {
         match (self.retry_at, self.oldest) {
@@ -72,10 +78,14 @@ impl Persister {
     }
 
     /// Applies the batch and the offsets it reaches in one transaction. Returns
-    /// what was applied, or `None` when the store failed (the batch is kept).
-    pub async fn flush(&mut self, shared: &std::sync::Mutex<Shared>) -> Option<Applied> {
+    /// what was applied and the batch, or `None` when the store failed (the batch
+    /// is kept).
+    pub async fn flush(
+        &mut self,
+        shared: &std::sync::Mutex<Shared>,
+    ) -> Option<(Applied, Vec<Finished>)> {
         if self.batch.finished.is_empty() {
-            return Some(Applied::default());
+            return Some((Applied::default(), Vec::new()));
         }
         {
             let o = &mut shared.lock().expect("lock").offsets;
@@ -92,8 +102,8 @@ impl Persister {
                 self.failures = 0;
                 self.retry_at = None;
                 self.oldest = None;
-                self.batch.finished.clear();
-                Some(applied)
+                let stored = std::mem::take(&mut self.batch.finished);
+                Some((applied, stored))
             }
             Err(e) => {
                 {

@@ -61,11 +61,11 @@ impl Status {
     }
 }
 
-/// One step in an order's life.
+/// One step in an order's life between its receipt and its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEvent {
     pub at_ms: i64,
-    /// `received`, `attempt_failed`, `processed` or `dlq`.
+    /// `attempt_failed`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -79,11 +79,14 @@ pub struct Finished {
     pub status: Status,
     pub attempts: u32,
     pub last_error: Option<String>,
-    pub topic: String,
+    /// Where it was read (the topic is the batch's).
     pub partition: i32,
     pub offset: i64,
     pub produced_ms: Option<i64>,
+    pub received_ms: i64,
     pub processed_ms: i64,
+    /// What happened between receipt and outcome (failed attempts). Receipt and
+    /// outcome are columns of the order, so the common case writes one row.
     pub timeline: Vec<TimelineEvent>,
 }
 
@@ -120,6 +123,8 @@ pub struct StoredOrder {
     pub partition: i64,
     pub offset: i64,
     pub produced_ms: Option<i64>,
+    /// `None` for orders stored before it was kept (their timeline has it).
+    pub received_ms: Option<i64>,
     pub processed_ms: i64,
 }
 

@@ -67,9 +67,10 @@ pub trait Conn {
 }
 
 /// Schema versions, applied in order, each once.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE orders (
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE orders (
         order_id TEXT PRIMARY KEY,
         user_name TEXT NOT NULL,
         product TEXT NOT NULL,
@@ -112,7 +113,21 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         next_offset BIGINT NOT NULL,
         PRIMARY KEY (group_id, topic, partition_id)
     )",
-)];
+    ),
+    // Receipt becomes a column: one row per order instead of three in the
+    // common case. Older orders keep their stored receipt and outcome events.
+    (2, "ALTER TABLE orders ADD COLUMN received_ms BIGINT"),
+    // `orders list` filters with `$1 = '' OR status = $1`, which no index on
+    // status or product serves, yet each cost every insert a random B-tree write.
+    // Lists are newest first: an index on processed_ms (appended in time order,
+    // so cheap to keep) serves them.
+    (
+        3,
+        "DROP INDEX orders_status;
+        DROP INDEX orders_product;
+        CREATE INDEX orders_processed ON orders (processed_ms)",
+    ),
+];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS orderflow_migrations (version BIGINT PRIMARY KEY)";
@@ -142,8 +157,9 @@ pub async fn migrate(c: &mut impl Conn, version: i64, sql: &str) -> Result<(), E
 
 const INSERT_ORDER: &str =
     "INSERT INTO orders (order_id, user_name, product, quantity, price, status, attempts,
-        last_error, source_topic, source_partition, source_offset, produced_ms, processed_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        last_error, source_topic, source_partition, source_offset, produced_ms, processed_ms,
+        received_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     ON CONFLICT (order_id) DO NOTHING";
 
 const INSERT_EVENT: &str =
@@ -188,11 +204,12 @@ pub async fn apply(c: &mut impl Conn, batch: &Batch) -> Result<Applied, Error> {
                     P::T(f.status.as_str()),
                     P::I(i64::from(f.attempts)),
                     P::OT(f.last_error.as_deref()),
-                    P::T(&f.topic),
+                    P::T(&batch.topic),
                     P::I(i64::from(f.partition)),
                     P::I(f.offset),
                     P::OI(f.produced_ms),
                     P::I(f.processed_ms),
+                    P::I(f.received_ms),
                 ],
             )
             .await?;
@@ -301,7 +318,7 @@ pub async fn aggregates(c: &mut impl Conn) -> Result<Aggregates, Error> {
 
 const ORDER_COLUMNS: &str =
     "order_id, user_name, product, quantity, price, status, attempts, last_error,
-    source_topic, source_partition, source_offset, produced_ms, processed_ms";
+    source_topic, source_partition, source_offset, produced_ms, processed_ms, received_ms";
 
 fn stored_order(r: &[V]) -> Result<StoredOrder, Error> {
     Ok(StoredOrder {
@@ -318,6 +335,7 @@ fn stored_order(r: &[V]) -> Result<StoredOrder, Error> {
         offset: r[10].i()?,
         produced_ms: r[11].oi()?,
         processed_ms: r[12].i()?,
+        received_ms: r[13].oi()?,
     })
 }
 
@@ -344,7 +362,8 @@ pub async fn show(
     let Some(row) = c.rows(&sql, &[P::T(id)]).await?.into_iter().next() else {
         return Ok(None);
     };
-    let events = c
+    let order = stored_order(&row)?;
+    let stored = c
         .rows(
             "SELECT at_ms, kind, detail FROM order_events WHERE order_id = $1 ORDER BY seq",
             &[P::T(id)],
@@ -358,6 +377,33 @@ pub async fn show(
                 detail: r[2].t()?,
             })
         })
-        .collect::<Result<_, Error>>()?;
-    Ok(Some((stored_order(&row)?, events)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let events = match order.received_ms {
+        Some(received) => timeline(&order, received, stored),
+        None => stored, // stored before receipt was a column: all events are rows
+    };
+    Ok(Some((order, events)))
+}
+
+/// The whole timeline: receipt and outcome from the order's columns around the
+/// stored events.
+fn timeline(o: &StoredOrder, received_ms: i64, between: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    let received = StoredEvent {
+        at_ms: received_ms,
+        kind: "received".into(),
+        detail: format!("partition {} offset {}", o.partition, o.offset),
+    };
+    let outcome = StoredEvent {
+        at_ms: o.processed_ms,
+        kind: o.status.clone(),
+        detail: o
+            .last_error
+            .clone()
+            .filter(|_| o.status == "dlq")
+            .unwrap_or_default(),
+    };
+    std::iter::once(received)
+        .chain(between)
+        .chain(std::iter::once(outcome))
+        .collect()
 }

@@ -39,7 +39,7 @@ impl TestEnv {
         let broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path())
             .await
             .expect("embedded broker starts");
-        let mut kafka = KafkaConfig::new(broker.bootstrap_servers());
+        let mut kafka = broker.kafka_config(&[], &[]);
         // Fast group joins and failure detection keep the tests short.
         kafka
             .overrides
@@ -192,6 +192,7 @@ pub fn recorder(log: &Log) -> Box<dyn processor::Observer> {
                 attempts: *attempts,
                 at: Instant::now(),
             },
+            Event::Stored { .. } => return,
         };
         log.lock().unwrap().push(seen);
     })

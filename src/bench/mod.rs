@@ -1,0 +1,468 @@
+//! `orderflow bench`: throughput, latency and memory of orderflow's producer and
+//! processor, each against a ceiling measured in the same run on the same broker
+//! (a plain librdkafka producer, a no-op librdkafka consumer), in one table.
+
+mod ceiling;
+mod child;
+mod latency;
+mod table;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    codec::avro,
+    kafka::{self, KafkaConfig},
+    order::{PRICE_CENTS, random_order},
+    processor::{self, Summary},
+    producer::{self, WireFormat},
+    store::{self, Store},
+};
+pub use table::Table;
+use table::{Row, thousands};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("{stage}: {source}")]
+    Client {
+        stage: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{stage}: {detail}")]
+    Incomplete { stage: &'static str, detail: String },
+    #[error("`{exe} process`: {detail}")]
+    Child { exe: String, detail: String },
+    #[error("producing orders: {0}")]
+    Producer(#[source] Box<producer::Error>),
+    #[error("processing orders: {0}")]
+    Processor(#[from] processor::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("cannot create the benchmark directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(feature = "embedded-broker")]
+    #[error(transparent)]
+    Broker(#[from] crate::broker::Error),
+    #[error("this build has no embedded broker: pass --bootstrap-servers")]
+    NoBroker,
+}
+
+pub struct Config {
+    /// Where the broker is; `None` starts an embedded one with its log in `data_dir`.
+    pub bootstrap_servers: Option<String>,
+    /// `-C` librdkafka properties for consumers.
+    pub consumer_settings: Vec<(String, String)>,
+    /// `-X` librdkafka properties for every client.
+    pub overrides: Vec<(String, String)>,
+    /// Orders for the throughput runs.
+    pub orders: u64,
+    /// Orders for the latency run, produced at `latency_rate` per second.
+    pub latency_orders: u64,
+    pub latency_rate: f64,
+    pub partitions: i32,
+    pub data_dir: PathBuf,
+    /// The orderflow binary whose `process` is measured (normally this one).
+    pub exe: PathBuf,
+}
+
+impl From<producer::Error> for Error {
+    fn from(e: producer::Error) -> Self {
+        Error::Producer(Box::new(e))
+    }
+}
+
+/// A count over a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub count: u64,
+    pub seconds: f64,
+}
+
+impl Rate {
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Share of orders the failure run fails (every attempt, so they end in the DLQ).
+const FAILING_SHARE: f64 = 0.10;
+
+/// Runs every measurement in turn, printing progress on stderr, and returns the table.
+pub async fn run(cfg: &Config) -> Result<Table, Error> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| Error::DataDir {
+        dir: cfg.data_dir.clone(),
+        source,
+    })?;
+    #[cfg(feature = "embedded-broker")]
+    let mut _broker = None;
+    let (kafka, broker_name) = match &cfg.bootstrap_servers {
+        Some(b) => (
+            KafkaConfig {
+                bootstrap_servers: b.clone(),
+                consumer_settings: cfg.consumer_settings.clone(),
+                overrides: cfg.overrides.clone(),
+            },
+            b.clone(),
+        ),
+        #[cfg(feature = "embedded-broker")]
+        None => {
+            let b = crate::broker::EmbeddedBroker::start(
+                "127.0.0.1:0".parse().expect("a valid address"),
+                &cfg.data_dir.join("broker"),
+            )
+            .await?;
+            let kafka = b.kafka_config(&cfg.consumer_settings, &cfg.overrides);
+            _broker = Some(b);
+            (kafka, "embedded Tansu 0.6 (SQLite storage)".to_string())
+        }
+        #[cfg(not(feature = "embedded-broker"))]
+        None => return Err(Error::NoBroker),
+    };
+    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let topic = |what: &str| format!("bench-{run_id}-{what}");
+    let (raw_topic, orders_topic, latency_topic, dlq_topic) = (
+        topic("raw"),
+        topic("orders"),
+        topic("latency"),
+        topic("dlq"),
+    );
+    kafka
+        .create_topics(
+            &[&raw_topic, &orders_topic, &latency_topic, &dlq_topic],
+            cfg.partitions,
+            1,
+        )
+        .await?;
+    let n = cfg.orders;
+
+    say(format_args!(
+        "1a: raw librdkafka producer, {n} pre-encoded orders"
+    ));
+    let messages = encoded_orders(n);
+    let raw = {
+        let (kafka, topic) = (kafka.clone(), raw_topic.clone());
+        tokio::task::spawn_blocking(move || ceiling::raw_producer(&kafka, &topic, &messages))
+            .await
+            .expect("the raw producer does not panic")?
+    };
+
+    say(format_args!("2: orderflow produce, {n} orders"));
+    let started = tokio::time::Instant::now();
+    let produced = producer::run(
+        &producer::Config {
+            kafka: kafka.clone(),
+            topic: orders_topic.clone(),
+            rate: None,
+            count: Some(n),
+            format: WireFormat::Avro,
+        },
+        producer::Output::Quiet,
+        CancellationToken::new(),
+    )
+    .await?;
+    let produce = Rate {
+        count: produced.delivered,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+
+    say(format_args!(
+        "1b: no-op librdkafka consumer reading those orders"
+    ));
+    let noop = {
+        let (kafka, topic, group) = (kafka.clone(), orders_topic.clone(), topic("noop"));
+        tokio::task::spawn_blocking(move || ceiling::noop_consumer(&kafka, &topic, &group, n))
+            .await
+            .expect("the no-op consumer does not panic")?
+    };
+
+    let store_url = |name: &str| format!("sqlite://{}", cfg.data_dir.join(name).display());
+    say(format_args!("3: orderflow process with the SQLite store"));
+    // While `process` runs in its own process, this one serves only the embedded
+    // broker: its CPU time is the broker's.
+    let cpu_before = crate::resources::cpu_seconds();
+    let process = child::process(
+        &cfg.exe,
+        &kafka,
+        &child::ProcessRun {
+            topic: &orders_topic,
+            dlq_topic: &dlq_topic,
+            group: &topic("process"),
+            store: &store_url("process.db"),
+            fail_when: None,
+        },
+    )
+    .await?;
+    expect_finished("3", &process, n)?;
+    let broker_cpu = cpu_before
+        .zip(crate::resources::cpu_seconds())
+        .map(|(before, after)| after - before);
+
+    // Before the failure run: Tansu 0.6 scans its whole (unindexed) header table
+    // on every fetch, and that run fills it with the DLQ records' headers.
+    say(format_args!(
+        "5: latency at {} orders/s, {} orders",
+        cfg.latency_rate, cfg.latency_orders
+    ));
+    let latency = latency::measure(latency::Setup {
+        kafka: &kafka,
+        topic: &latency_topic,
+        dlq_topic: &dlq_topic,
+        group: &topic("latency"),
+        store: Arc::new(Store::connect(&store_url("latency.db")).await?),
+        rate: cfg.latency_rate,
+        orders: cfg.latency_orders,
+    })
+    .await?;
+
+    let rule = failing_rule(FAILING_SHARE);
+    say(format_args!(
+        "4: orderflow process with --fail-when '{rule}' (about 10% of orders fail every attempt)"
+    ));
+    let failing = child::process(
+        &cfg.exe,
+        &kafka,
+        &child::ProcessRun {
+            topic: &orders_topic,
+            dlq_topic: &dlq_topic,
+            group: &topic("failing"),
+            store: &store_url("failing.db"),
+            fail_when: Some(rule.clone()),
+        },
+    )
+    .await?;
+    expect_finished("4", &failing, n)?;
+
+    let mut t = Table {
+        heading: vec![
+            format!(
+                "orderflow bench: {n} orders, {} partition(s), broker {broker_name}",
+                cfg.partitions
+            ),
+            format!("machine: {}", machine()),
+        ],
+        ..Table::default()
+    };
+    let per_s = |r: f64, unit: &str| format!("{} {unit}/s", thousands(r));
+    let rate_row = |id,
+                    what: String,
+                    r: f64,
+                    unit: &str,
+                    versus: Option<(&'static str, f64)>,
+                    target: Option<f64>| Row {
+        id,
+        what,
+        result: per_s(r, unit),
+        versus: versus.map(|(v, base)| (v, r / base)),
+        target: target
+            .zip(versus)
+            .map(|(t, (_, base))| (format!(">= {:.0}%", t * 100.0), r / base >= t)),
+    };
+    let process_rate = process.per_second.unwrap_or(0.0);
+    let failing_rate = failing.per_second.unwrap_or(0.0);
+    t.rows = vec![
+        rate_row(
+            "1a",
+            "raw librdkafka producer (ceiling)".into(),
+            raw.per_second(),
+            "msgs",
+            None,
+            None,
+        ),
+        rate_row(
+            "1b",
+            "no-op librdkafka consumer (ceiling)".into(),
+            noop.per_second(),
+            "msgs",
+            None,
+            None,
+        ),
+        rate_row(
+            "2",
+            "orderflow produce (Avro)".into(),
+            produce.per_second(),
+            "orders",
+            Some(("1a", raw.per_second())),
+            Some(0.9),
+        ),
+        rate_row(
+            "3",
+            "orderflow process, SQLite store".into(),
+            process_rate,
+            "orders",
+            Some(("1b", noop.per_second())),
+            Some(0.9),
+        ),
+        rate_row(
+            "4",
+            format!(
+                "process, {:.0}% failing (3 attempts, 1 s backoff)",
+                FAILING_SHARE * 100.0
+            ),
+            failing_rate,
+            "orders",
+            Some(("3", process_rate)),
+            Some(0.8),
+        ),
+        Row {
+            id: "5",
+            what: format!(
+                "latency produce -> stored at {}/s",
+                thousands(cfg.latency_rate)
+            ),
+            result: format!(
+                "p50 {} / p95 {} / p99 {} ms",
+                ms(latency.p50),
+                ms(latency.p95),
+                ms(latency.p99)
+            ),
+            versus: None,
+            target: Some((
+                "p99 <= 50 ms".into(),
+                latency.p99 <= std::time::Duration::from_millis(50),
+            )),
+        },
+        Row {
+            id: "6",
+            what: "peak RSS of the processor during 3".into(),
+            result: process.peak_rss_bytes.map_or("unknown".into(), mib),
+            versus: None,
+            target: process
+                .peak_rss_bytes
+                .map(|b| ("<= 64 MiB".into(), b <= 64 * 1024 * 1024)),
+        },
+    ];
+    t.notes = vec![
+        format!(
+            "3: {} orders in {:.1} s from the first message to the last commit (processor start-up and group join not counted; the same holds for 1b).",
+            process.processed,
+            process.seconds.unwrap_or(0.0)
+        ),
+        match (
+            cfg.bootstrap_servers.is_none(),
+            broker_cpu,
+            process.cpu_seconds,
+        ) {
+            (true, Some(broker), Some(processor)) => format!(
+                "3: CPU used meanwhile: embedded broker {broker:.1} s, processor {processor:.1} s (start-up included), on {} CPUs.",
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            ),
+            (_, _, processor) => format!(
+                "3: processor CPU {} s (start-up included).",
+                processor.map_or("unknown".into(), |c| format!("{c:.1}"))
+            ),
+        },
+        format!(
+            "4: {} processed, {} dead-lettered after {} failed attempts, in {:.1} s; reading took {:.1} s ({} orders/s), the rest is the last failures' backoff. Peak RSS {}.",
+            failing.processed,
+            failing.dead_lettered,
+            failing.failed_attempts,
+            failing.seconds.unwrap_or(0.0),
+            failing.reading_seconds.unwrap_or(0.0),
+            thousands(n as f64 / failing.reading_seconds.unwrap_or(f64::INFINITY)),
+            failing.peak_rss_bytes.map_or("unknown".into(), mib)
+        ),
+        format!(
+            "5: {} orders after {:.0} s of warm-up at the same rate; from the order's creation in the producer to the commit of its batch in the store; max {} ms.",
+            latency.samples,
+            latency::WARM_UP_SECONDS,
+            ms(latency.max)
+        ),
+    ];
+    Ok(t)
+}
+
+fn say(what: std::fmt::Arguments<'_>) {
+    eprintln!("[bench] {what}");
+}
+
+/// Random orders as `orderflow produce` writes them: keyed by id, Avro single-object.
+fn encoded_orders(n: u64) -> Vec<(String, Vec<u8>)> {
+    let writer = avro::Writer::new();
+    (0..n)
+        .map(|_| {
+            let o = random_order();
+            let payload = producer::encode(WireFormat::Avro, &writer, &o);
+            (o.order_id, payload)
+        })
+        .collect()
+}
+
+/// A `--fail-when` rule matching `share` of random orders (prices are uniform).
+fn failing_rule(share: f64) -> String {
+    let (lo, hi) = (*PRICE_CENTS.start() as f64, *PRICE_CENTS.end() as f64);
+    format!("price>{:.2}", (hi - share * (hi - lo)) / 100.0)
+}
+
+/// Every order must have an outcome, or the figures mean nothing.
+fn expect_finished(stage: &'static str, s: &Summary, n: u64) -> Result<(), Error> {
+    if s.processed + s.dead_lettered == n {
+        Ok(())
+    } else {
+        Err(Error::Incomplete {
+            stage,
+            detail: format!(
+                "{} processed and {} dead-lettered, but {n} were produced",
+                s.processed, s.dead_lettered
+            ),
+        })
+    }
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// CPU count and model, and memory, from /proc where there is one.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let read = |p: &str| std::fs::read_to_string(Path::new(p)).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let meminfo = read("/proc/meminfo");
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<f64>().ok())
+        .map_or(String::new(), |kb| {
+            format!(", {:.0} GiB RAM", kb / (1024.0 * 1024.0))
+        });
+    format!("{cpus} CPUs ({model}){mem_gib}, {}", std::env::consts::OS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failing_rule_matches_about_the_share() {
+        assert_eq!(failing_rule(0.10), "price>136.00");
+        let rule: crate::processor::rule::FailWhen = failing_rule(0.10).parse().unwrap();
+        let n = 20_000;
+        let failing = (0..n)
+            .filter(|_| rule.check(&random_order()).is_some())
+            .count();
+        let share = failing as f64 / n as f64;
+        assert!((0.08..0.12).contains(&share), "{share}");
+    }
+}

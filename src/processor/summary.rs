@@ -1,0 +1,58 @@
+//! The end-of-run summary of `orderflow process`, as text for people or JSON for
+//! scripts (the benchmark reads it from a child process).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Report;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub processed: u64,
+    pub dead_lettered: u64,
+    pub failed_attempts: u64,
+    /// From the first message to the end of the run (everything stored and committed).
+    pub seconds: Option<f64>,
+    /// From the first message to the last one read.
+    pub reading_seconds: Option<f64>,
+    /// Finished messages (processed or dead-lettered) per second over `seconds`.
+    pub per_second: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+    /// CPU time of the whole process, start-up included.
+    pub cpu_seconds: Option<f64>,
+}
+
+impl Summary {
+    pub fn new(report: &Report) -> Self {
+        let since_first =
+            |t: Option<tokio::time::Instant>| Some((t? - report.first_message?).as_secs_f64());
+        Summary {
+            processed: report.processed,
+            dead_lettered: report.dead_lettered,
+            failed_attempts: report.failed_attempts,
+            seconds: since_first(report.ended),
+            reading_seconds: since_first(report.last_message),
+            per_second: report.throughput(),
+            peak_rss_bytes: crate::resources::peak_rss_bytes(),
+            cpu_seconds: crate::resources::cpu_seconds(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} processed, {} dead-lettered, {} failed attempts",
+            self.processed, self.dead_lettered, self.failed_attempts
+        )?;
+        if let (Some(secs), Some(rate)) = (self.seconds, self.per_second) {
+            write!(f, " in {secs:.1} s ({rate:.0}/s)")?;
+        }
+        if let Some(rss) = self.peak_rss_bytes {
+            write!(f, "; peak RSS {:.1} MiB", rss as f64 / (1024.0 * 1024.0))?;
+        }
+        Ok(())
+    }
+}
