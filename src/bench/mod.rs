@@ -180,19 +180,18 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     say(format_args!(
         "1b: no-op librdkafka consumer reading those orders"
     ));
-    let noop = {
+    let (noop, noop_cpu) = with_cpu(async {
         let (kafka, topic, group) = (kafka.clone(), orders_topic.clone(), topic("noop"));
         tokio::task::spawn_blocking(move || ceiling::noop_consumer(&kafka, &topic, &group, n))
             .await
-            .expect("the no-op consumer does not panic")?
-    };
+            .expect("the no-op consumer does not panic")
+    })
+    .await;
+    let noop = noop?;
 
     let store_url = |name: &str| format!("sqlite://{}", cfg.data_dir.join(name).display());
     say(format_args!("3: orderflow process with the SQLite store"));
-    // While `process` runs in its own process, this one serves only the embedded
-    // broker: its CPU time is the broker's.
-    let cpu_before = crate::resources::cpu_seconds();
-    let process = child::process(
+    let (process, process_cpu) = with_cpu(child::process(
         &cfg.exe,
         &kafka,
         &child::ProcessRun {
@@ -202,12 +201,10 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             store: &store_url("process.db"),
             fail_when: None,
         },
-    )
-    .await?;
+    ))
+    .await;
+    let process = process?;
     expect_finished("3", &process, n)?;
-    let broker_cpu = cpu_before
-        .zip(crate::resources::cpu_seconds())
-        .map(|(before, after)| after - before);
 
     // Before the failure run: Tansu 0.6 scans its whole (unindexed) header table
     // on every fetch, and that run fills it with the DLQ records' headers.
@@ -230,7 +227,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     say(format_args!(
         "4: orderflow process with --fail-when '{rule}' (about 10% of orders fail every attempt)"
     ));
-    let failing = child::process(
+    let (failing, failing_cpu) = with_cpu(child::process(
         &cfg.exe,
         &kafka,
         &child::ProcessRun {
@@ -240,8 +237,9 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             store: &store_url("failing.db"),
             fail_when: Some(rule.clone()),
         },
-    )
-    .await?;
+    ))
+    .await;
+    let failing = failing?;
     expect_finished("4", &failing, n)?;
 
     let mut t = Table {
@@ -349,20 +347,8 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             process.processed,
             process.seconds.unwrap_or(0.0)
         ),
-        match (
-            cfg.bootstrap_servers.is_none(),
-            broker_cpu,
-            process.cpu_seconds,
-        ) {
-            (true, Some(broker), Some(processor)) => format!(
-                "3: CPU used meanwhile: embedded broker {broker:.1} s, processor {processor:.1} s (start-up included), on {} CPUs.",
-                std::thread::available_parallelism().map_or(0, |n| n.get())
-            ),
-            (_, _, processor) => format!(
-                "3: processor CPU {} s (start-up included).",
-                processor.map_or("unknown".into(), |c| format!("{c:.1}"))
-            ),
-        },
+        cpu_note("1b", cfg, noop_cpu, None),
+        cpu_note("3", cfg, process_cpu, process.cpu_seconds),
         format!(
             "4: {} processed, {} dead-lettered after {} failed attempts, in {:.1} s; reading took {:.1} s ({} orders/s), the rest is the last failures' backoff. Peak RSS {}.",
             failing.processed,
@@ -373,6 +359,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             thousands(n as f64 / failing.reading_seconds.unwrap_or(f64::INFINITY)),
             failing.peak_rss_bytes.map_or("unknown".into(), mib)
         ),
+        cpu_note("4", cfg, failing_cpu, failing.cpu_seconds),
         format!(
             "5: {} orders after {:.0} s of warm-up at the same rate; from the order's creation in the producer to the commit of its batch in the store; max {} ms.",
             latency.samples,
@@ -381,6 +368,39 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         ),
     ];
     Ok(t)
+}
+
+/// Runs `f` and says how much CPU this process used meanwhile.
+async fn with_cpu<T>(f: impl Future<Output = T>) -> (T, Option<f64>) {
+    let before = crate::resources::cpu_seconds();
+    let out = f.await;
+    let used = before
+        .zip(crate::resources::cpu_seconds())
+        .map(|(b, a)| a - b);
+    (out, used)
+}
+
+/// Where a stage's CPU went: with the embedded broker, this process is the broker
+/// (plus the no-op consumer in 1b), and `process` runs in a process of its own.
+fn cpu_note(stage: &str, cfg: &Config, here: Option<f64>, child: Option<f64>) -> String {
+    let secs = |c: Option<f64>| c.map_or("unknown".into(), |c| format!("{c:.1} s"));
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    match (cfg.bootstrap_servers.is_none(), child.is_some()) {
+        (true, true) => format!(
+            "{stage}: CPU meanwhile on {cpus} CPUs: embedded broker {}, processor {} (its start-up included).",
+            secs(here),
+            secs(child)
+        ),
+        (true, false) => format!(
+            "{stage}: CPU meanwhile on {cpus} CPUs: embedded broker and no-op consumer {}.",
+            secs(here)
+        ),
+        (false, _) => format!(
+            "{stage}: CPU meanwhile on {cpus} CPUs: this process {}, processor {}.",
+            secs(here),
+            secs(child)
+        ),
+    }
 }
 
 fn say(what: std::fmt::Arguments<'_>) {
