@@ -6,24 +6,21 @@ use std::{path::Path, process::Stdio, time::Duration};
 use super::Error;
 use crate::{kafka::KafkaConfig, processor::Summary};
 
-pub struct ProcessRun<'a> {
-    pub topic: &'a str,
-    pub dlq_topic: &'a str,
-    pub group: &'a str,
-    pub store: &'a str,
+pub struct ProcessRun {
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    /// Store URL.
+    pub store: String,
     pub fail_when: Option<String>,
 }
 
 /// Runs the processor over everything in the topic and returns its summary.
-pub async fn process(
-    exe: &Path,
-    kafka: &KafkaConfig,
-    run: &ProcessRun<'_>,
-) -> Result<Summary, Error> {
+pub async fn process(exe: &Path, kafka: &KafkaConfig, run: &ProcessRun) -> Result<Summary, Error> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--bootstrap-servers")
         .arg(&kafka.bootstrap_servers)
-        .args(["--topic", run.topic, "--dlq-topic", run.dlq_topic]);
+        .args(["--topic", &run.topic, "--dlq-topic", &run.dlq_topic]);
     for (flag, settings) in [("-C", &kafka.consumer_settings), ("-X", &kafka.overrides)] {
         for (k, v) in settings {
             cmd.arg(flag).arg(format!("{k}={v}"));
@@ -40,9 +37,9 @@ pub async fn process(
         "--backoff",
         "1s",
         "--group",
-        run.group,
+        &run.group,
         "--store",
-        run.store,
+        &run.store,
     ]);
     if let Some(rule) = &run.fail_when {
         cmd.arg("--fail-when").arg(rule);
