@@ -59,11 +59,16 @@ fn spawn_processor(env: &TestEnv, store: &str, extra: &[&str]) -> Child {
             "--backoff-max",
             "100ms",
         ])
+        // Killed members must leave the group quickly. A rebalance waits for the
+        // members it knows to rejoin for up to max.poll.interval.ms (5 minutes by
+        // default), longer than these tests allow a run.
         .args([
-            "-X",
+            "-C",
             "session.timeout.ms=6000",
-            "-X",
+            "-C",
             "heartbeat.interval.ms=500",
+            "-C",
+            "max.poll.interval.ms=10000",
         ])
         .args(extra)
         .stdout(Stdio::null())
