@@ -537,12 +537,10 @@ impl Processor {
                 .finished(job.partition, job.offset);
             return;
         };
+        let id = job.display_id(&self.config.topic);
         let order = job.decoded.take().map(|(o, _)| o);
         persist.push(Finished {
-            id: order.as_ref().map_or_else(
-                || format!("{}[{}]@{}", self.config.topic, job.partition, job.offset),
-                |o| o.order_id.clone(),
-            ),
+            id,
             produced_ms: order
                 .as_ref()
                 .map(|o| o.created_at_ms)

@@ -56,31 +56,30 @@ impl Lite<'_> {
 
 impl Conn for Lite<'_> {
     async fn exec(&mut self, sql: &str, ps: &[P<'_>]) -> Result<u64, Error> {
+        let path = self.path;
+        let err = |source| Error::Sqlite {
+            path: path.to_string(),
+            source,
+        };
         let Some(statements) = self.statements.as_deref_mut() else {
             return self
                 .conn
                 .execute(&sql.replace('$', "?"), params(ps))
                 .await
-                .map_err(|e| self.err(e));
+                .map_err(err);
         };
         if !statements.contains_key(sql) {
             let stmt = self
                 .conn
                 .prepare(&sql.replace('$', "?"))
                 .await
-                .map_err(|source| Error::Sqlite {
-                    path: self.path.to_string(),
-                    source,
-                })?;
+                .map_err(err)?;
             statements.insert(sql.to_string(), stmt);
         }
         let stmt = &statements[sql];
         let result = stmt.execute(params(ps)).await;
         stmt.reset();
-        result.map(|n| n as u64).map_err(|source| Error::Sqlite {
-            path: self.path.to_string(),
-            source,
-        })
+        result.map(|n| n as u64).map_err(err)
     }
 
     async fn rows(&mut self, sql: &str, ps: &[P<'_>]) -> Result<Vec<Vec<V>>, Error> {
