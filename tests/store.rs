@@ -6,6 +6,7 @@ mod common;
 
 use std::{
     collections::HashMap,
+    path::Path,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::Duration,
@@ -42,7 +43,14 @@ async fn store_urls(dir: &std::path::Path) -> Vec<String> {
     urls
 }
 
-fn spawn_processor(env: &TestEnv, store: &str, extra: &[&str]) -> Child {
+/// Starts `orderflow process` with its log appended to `log`, which a failing
+/// test prints.
+fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("processor log file opens");
     Command::new(env!("CARGO_BIN_EXE_orderflow"))
         .args([
             "process",
@@ -71,14 +79,15 @@ fn spawn_processor(env: &TestEnv, store: &str, extra: &[&str]) -> Child {
             "max.poll.interval.ms=10000",
         ])
         .args(extra)
+        .env("ORDERFLOW_LOG", "info,librdkafka=info,rdkafka=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("orderflow process starts")
 }
 
-fn run_to_end(env: &TestEnv, store: &str) {
-    let mut child = spawn_processor(env, store, &["--exit-at-end"]);
+fn run_to_end(env: &TestEnv, store: &str, log: &Path) {
+    let mut child = spawn_processor(env, store, log, &["--exit-at-end"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -86,7 +95,13 @@ fn run_to_end(env: &TestEnv, store: &str) {
         }
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("orderflow process --exit-at-end did not finish within 180 s");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "orderflow process --exit-at-end did not finish within 180 s; its processes' log ends:\n{}",
+                tail.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -139,7 +154,8 @@ async fn check_store(store: &Store, orders: &[Order]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    for url in store_urls(dir.path()).await {
+    for (n, url) in store_urls(dir.path()).await.into_iter().enumerate() {
+        let log = dir.path().join(format!("processors-{n}.log"));
         let env = TestEnv::start(1).await;
         let orders: Vec<Order> = (0..5_000).map(|_| random_order()).collect();
         let producing = {
@@ -153,14 +169,14 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
             })
         };
         for _ in 0..5 {
-            let mut child = spawn_processor(&env, &url, &[]);
+            let mut child = spawn_processor(&env, &url, &log, &[]);
             let wait = rand::rng().random_range(2_000..5_000);
             tokio::time::sleep(Duration::from_millis(wait)).await;
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
         }
         producing.await.unwrap();
-        run_to_end(&env, &url);
+        run_to_end(&env, &url, &log);
         check_store(&Store::connect(&url).await.unwrap(), &orders).await;
     }
 }
@@ -168,11 +184,12 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processors_one_killed_on_four_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    for url in store_urls(dir.path()).await {
+    for (n, url) in store_urls(dir.path()).await.into_iter().enumerate() {
+        let log = dir.path().join(format!("processors-{n}.log"));
         let env = TestEnv::start(4).await;
         let orders: Vec<Order> = (0..3_000).map(|_| random_order()).collect();
-        let mut a = spawn_processor(&env, &url, &[]);
-        let mut b = spawn_processor(&env, &url, &[]);
+        let mut a = spawn_processor(&env, &url, &log, &[]);
+        let mut b = spawn_processor(&env, &url, &log, &[]);
         env.produce_orders(&orders[..1_500]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         a.kill().unwrap();
@@ -182,7 +199,7 @@ async fn two_processors_one_killed_on_four_partitions() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         b.kill().unwrap();
         b.wait().unwrap();
-        run_to_end(&env, &url);
+        run_to_end(&env, &url, &log);
         check_store(&Store::connect(&url).await.unwrap(), &orders).await;
     }
 }
