@@ -79,7 +79,7 @@ fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Ch
             "max.poll.interval.ms=10000",
         ])
         .args(extra)
-        .env("ORDERFLOW_LOG", "info,librdkafka=info,rdkafka=info")
+        .env("ORDERFLOW_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -95,12 +95,9 @@ fn run_to_end(env: &TestEnv, store: &str, log: &Path) {
         }
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(200).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!(
-                "orderflow process --exit-at-end did not finish within 180 s; its processes' log ends:\n{}",
-                tail.join("\n")
+                "orderflow process --exit-at-end did not finish within 180 s; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -185,22 +182,51 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
 async fn two_processors_one_killed_on_four_partitions() {
     let dir = tempfile::tempdir().unwrap();
     for (n, url) in store_urls(dir.path()).await.into_iter().enumerate() {
-        let log = dir.path().join(format!("processors-{n}.log"));
+        let log = |name: &str| dir.path().join(format!("{name}-{n}.log"));
         let env = TestEnv::start(4).await;
         let orders: Vec<Order> = (0..3_000).map(|_| random_order()).collect();
-        let mut a = spawn_processor(&env, &url, &log, &[]);
-        let mut b = spawn_processor(&env, &url, &log, &[]);
+        // `a` joins first and so leads the group; the members killed while others
+        // live are followers. Tansu 0.6 loses a group whose leader dies while
+        // another member lives, and gives a dead member's partitions to nobody
+        // until a new member joins (README, "Limits of the embedded broker").
+        // Apache Kafka has neither limit; this test is about the processors.
+        let a = spawn_processor(&env, &url, &log("a"), &[]);
+        wait_for_log(&log("a"), "assigned partitions=[0, 1, 2, 3]", 1).await;
+        let mut b = spawn_processor(&env, &url, &log("b"), &[]);
+        wait_for_log(&log("b"), "assigned partitions", 1).await;
         env.produce_orders(&orders[..1_500]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        a.kill().unwrap();
-        a.wait().unwrap();
-        env.produce_orders(&orders[1_500..]).await;
-        // The survivor takes over the dead member's partitions after its session times out.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        b.kill().unwrap();
+        b.kill().unwrap(); // SIGKILL, in the middle of its work
         b.wait().unwrap();
-        run_to_end(&env, &url, &log);
+        env.produce_orders(&orders[1_500..]).await;
+        // A new member makes the group rebalance: `b`'s partitions move to `a`
+        // and `c`, from the positions `b` stored.
+        let c = spawn_processor(&env, &url, &log("c"), &[]);
+        wait_for_log(&log("c"), "assigned partitions", 1).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for mut p in [c, a] {
+            p.kill().unwrap();
+            p.wait().unwrap();
+        }
+        run_to_end(&env, &url, &log("final"));
         check_store(&Store::connect(&url).await.unwrap(), &orders).await;
+    }
+}
+
+/// Waits until `needle` appears `times` times in a processor's log.
+async fn wait_for_log(log: &Path, needle: &str, times: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= times {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{needle:?} not seen {times} time(s) in 60 s; {} says:\n{text}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
