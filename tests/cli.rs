@@ -84,7 +84,6 @@ impl Run {
                 return (out, err);
             }
             if start.elapsed() > limit {
-                let _ = self.child.kill();
                 panic!(
                     "did not exit within {limit:?}; stderr:\n{}",
                     self.stderr.lock().unwrap().join("\n")
@@ -92,6 +91,14 @@ impl Run {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A failing test leaves no demo running.
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

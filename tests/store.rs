@@ -43,9 +43,25 @@ async fn store_urls(dir: &std::path::Path) -> Vec<String> {
     urls
 }
 
+/// A running `orderflow process`, killed with SIGKILL when dropped, so that a test
+/// that fails leaves no process behind.
+struct Running(Child);
+
+impl Running {
+    /// SIGKILL, as a crash would.
+    fn kill(self) {}
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `orderflow process` with its log appended to `log`, which a failing
 /// test prints.
-fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Child {
+fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -83,6 +99,7 @@ fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Ch
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Running)
         .expect("orderflow process starts")
 }
 
@@ -90,11 +107,10 @@ fn run_to_end(env: &TestEnv, store: &str, log: &Path) {
     let mut child = spawn_processor(env, store, log, &["--exit-at-end"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
             panic!(
                 "orderflow process --exit-at-end did not finish within 180 s; its log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -166,11 +182,10 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
             })
         };
         for _ in 0..5 {
-            let mut child = spawn_processor(&env, &url, &log, &[]);
+            let child = spawn_processor(&env, &url, &log, &[]);
             let wait = rand::rng().random_range(2_000..5_000);
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+            child.kill();
         }
         producing.await.unwrap();
         run_to_end(&env, &url, &log);
@@ -192,22 +207,19 @@ async fn two_processors_one_killed_on_four_partitions() {
         // Apache Kafka has neither limit; this test is about the processors.
         let a = spawn_processor(&env, &url, &log("a"), &[]);
         wait_for_log(&log("a"), "assigned partitions=[0, 1, 2, 3]", 1).await;
-        let mut b = spawn_processor(&env, &url, &log("b"), &[]);
+        let b = spawn_processor(&env, &url, &log("b"), &[]);
         wait_for_log(&log("b"), "assigned partitions", 1).await;
         env.produce_orders(&orders[..1_500]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        b.kill().unwrap(); // SIGKILL, in the middle of its work
-        b.wait().unwrap();
+        b.kill(); // in the middle of its work
         env.produce_orders(&orders[1_500..]).await;
         // A new member makes the group rebalance: `b`'s partitions move to `a`
         // and `c`, from the positions `b` stored.
         let c = spawn_processor(&env, &url, &log("c"), &[]);
         wait_for_log(&log("c"), "assigned partitions", 1).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        for mut p in [c, a] {
-            p.kill().unwrap();
-            p.wait().unwrap();
-        }
+        c.kill();
+        a.kill();
         run_to_end(&env, &url, &log("final"));
         check_store(&Store::connect(&url).await.unwrap(), &orders).await;
     }
