@@ -217,6 +217,18 @@ impl Report {
     }
 }
 
+/// The DLQ writer batches for up to 1 s. librdkafka's idempotent producer sends
+/// one request per partition at a time, and while it waits for the answer with
+/// the next batch ready, its broker thread polls without sleeping: against a
+/// broker that takes long to answer (the embedded one, while serving a large
+/// fetch), that spin took half the processor's CPU in `bench` run 4. A
+/// dead-lettered order has spent seconds in retries already; one more second
+/// before it lands costs nothing, and bigger batches are cheaper for a broker.
+const DLQ_PRODUCER: &[(&str, &str)] = &[("linger.ms", "1000")];
+
+/// How long a processor may wait for partitions before it says so.
+const UNASSIGNED_WARNING: Duration = Duration::from_secs(60);
+
 /// State shared with the rebalance callbacks, which librdkafka runs inside `recv`.
 #[derive(Default)]
 struct Shared {
@@ -362,7 +374,7 @@ impl Processor {
                 topic: cfg.topic.clone(),
                 source,
             })?;
-        let dlq = cfg.kafka.producer(&[])?;
+        let dlq = cfg.kafka.producer(DLQ_PRODUCER)?;
         let mut run = Run {
             consumer,
             dlq,
@@ -396,6 +408,8 @@ impl Processor {
         let mut last_end_check = Instant::now();
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut retry_timer, mut flush_timer) = (Timer::new(), Timer::new());
+        let started = Instant::now();
+        let mut warned_unassigned = false;
         loop {
             retry_timer.set(run.queues.next_due());
             flush_timer.set(run.persist.as_ref().and_then(Persister::due));
@@ -428,7 +442,21 @@ impl Processor {
                     Err(e) if is_fatal(&e) => return Err(Error::Consume(e)),
                     Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries on its own"),
                 },
-                _ = commit_tick.tick() => self.commit(run, CommitMode::Async),
+                _ = commit_tick.tick() => {
+                    self.commit(run, CommitMode::Async);
+                    if !warned_unassigned
+                        && started.elapsed() >= UNASSIGNED_WARNING
+                        && run.shared.lock().expect("lock").offsets.is_empty()
+                    {
+                        warned_unassigned = true;
+                        tracing::warn!(
+                            group = %self.config.group,
+                            "no partition assigned to this processor after {} s: the group has more members than {} has partitions, or it cannot form (on the embedded Tansu broker, after a member was killed; see README, \"Limits of the embedded broker\")",
+                            UNASSIGNED_WARNING.as_secs(),
+                            self.config.topic
+                        );
+                    }
+                }
                 // Nothing else is ready: store what is waiting now rather than when
                 // its timer says. Under load the batch fills first; when idle, an
                 // order is stored without waiting for others.

@@ -41,8 +41,9 @@ impl Offsets {
         self.parts.remove(&partition);
     }
 
-    pub fn is_assigned(&self, partition: i32) -> bool {
-        self.parts.contains_key(&partition)
+    /// True while no partition is assigned.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
     }
 
     pub fn received(&mut self, partition: i32, offset: i64) {
