@@ -117,6 +117,10 @@ pub struct BenchArgs {
     pub latency_rate: f64,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
+    /// Times to run the no-op consumer and the processor (alternately); the table
+    /// shows the median run
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// Directory for the embedded broker and the stores [default: a temporary
     /// directory, removed afterwards]
     #[arg(long)]
@@ -558,6 +562,7 @@ async fn bench(common: &Common, args: BenchArgs) -> anyhow::Result<()> {
         latency_orders: args.latency_orders,
         latency_rate: args.latency_rate,
         partitions: args.partitions,
+        runs: args.runs,
         data_dir,
         exe: std::env::current_exe().context("finding the orderflow binary")?,
     };
