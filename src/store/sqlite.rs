@@ -45,22 +45,17 @@ fn params(ps: &[P<'_>]) -> Vec<Value> {
         .collect()
 }
 
-impl Lite<'_> {
-    fn err(&self, source: libsql::Error) -> Error {
-        Error::Sqlite {
-            path: self.path.to_string(),
-            source,
-        }
+/// Maps a libsql error to ours, naming the database file.
+fn sqlite_err(path: &str) -> impl Fn(libsql::Error) -> Error + Copy + '_ {
+    move |source| Error::Sqlite {
+        path: path.to_string(),
+        source,
     }
 }
 
 impl Conn for Lite<'_> {
     async fn exec(&mut self, sql: &str, ps: &[P<'_>]) -> Result<u64, Error> {
-        let path = self.path;
-        let err = |source| Error::Sqlite {
-            path: path.to_string(),
-            source,
-        };
+        let err = sqlite_err(self.path);
         let Some(statements) = self.statements.as_deref_mut() else {
             return self
                 .conn
@@ -83,16 +78,17 @@ impl Conn for Lite<'_> {
     }
 
     async fn rows(&mut self, sql: &str, ps: &[P<'_>]) -> Result<Vec<Vec<V>>, Error> {
+        let err = sqlite_err(self.path);
         let mut rows = self
             .conn
             .query(&sql.replace('$', "?"), params(ps))
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(err)?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().await.map_err(|e| self.err(e))? {
+        while let Some(row) = rows.next().await.map_err(err)? {
             let mut r = Vec::with_capacity(row.column_count() as usize);
             for i in 0..row.column_count() {
-                r.push(match row.get_value(i).map_err(|e| self.err(e))? {
+                r.push(match row.get_value(i).map_err(err)? {
                     Value::Null => V::Null,
                     Value::Integer(i) => V::I(i),
                     Value::Real(f) => V::F(f),
@@ -108,10 +104,7 @@ impl Conn for Lite<'_> {
 
 impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self, Error> {
-        let err = |source| Error::Sqlite {
-            path: path.to_string(),
-            source,
-        };
+        let err = sqlite_err(path);
         if let Some(dir) = std::path::Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -172,10 +165,7 @@ impl SqliteStore {
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, Error> {
         let mut cached = self.conn.lock().await;
         let Cached { conn, statements } = &mut *cached;
-        let err = |source| Error::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .await
