@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Store URLs to run a test against: a fresh SQLite file, and a fresh PostgreSQL
 /// database when configured.
-async fn store_urls(dir: &std::path::Path) -> Vec<String> {
+async fn store_urls(dir: &Path) -> Vec<String> {
     let mut urls = vec![format!("sqlite://{}", dir.join("orders.db").display())];
     if let Ok(base) = std::env::var("ORDERFLOW_TEST_POSTGRES_URL") {
         let name = format!("orderflow_test_{}", uuid::Uuid::new_v4().simple());
@@ -206,9 +206,9 @@ async fn two_processors_one_killed_on_four_partitions() {
         // until a new member joins (README, "Limits of the embedded broker").
         // Apache Kafka has neither limit; this test is about the processors.
         let a = spawn_processor(&env, &url, &log("a"), &[]);
-        wait_for_log(&log("a"), "assigned partitions=[0, 1, 2, 3]", 1).await;
+        wait_for_log(&log("a"), "assigned partitions=[0, 1, 2, 3]").await;
         let b = spawn_processor(&env, &url, &log("b"), &[]);
-        wait_for_log(&log("b"), "assigned partitions", 1).await;
+        wait_for_log(&log("b"), "assigned partitions").await;
         env.produce_orders(&orders[..1_500]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         b.kill(); // in the middle of its work
@@ -216,7 +216,7 @@ async fn two_processors_one_killed_on_four_partitions() {
         // A new member makes the group rebalance: `b`'s partitions move to `a`
         // and `c`, from the positions `b` stored.
         let c = spawn_processor(&env, &url, &log("c"), &[]);
-        wait_for_log(&log("c"), "assigned partitions", 1).await;
+        wait_for_log(&log("c"), "assigned partitions").await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         c.kill();
         a.kill();
@@ -225,17 +225,17 @@ async fn two_processors_one_killed_on_four_partitions() {
     }
 }
 
-/// Waits until `needle` appears `times` times in a processor's log.
-async fn wait_for_log(log: &Path, needle: &str, times: usize) {
+/// Waits until `needle` appears in a processor's log.
+async fn wait_for_log(log: &Path, needle: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(needle).count() >= times {
+        if text.contains(needle) {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{needle:?} not seen {times} time(s) in 60 s; {} says:\n{text}",
+            "{needle:?} not seen in 60 s; {} says:\n{text}",
             log.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
