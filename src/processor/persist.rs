@@ -10,8 +10,12 @@ use tokio::time::Instant;
 use super::{Shared, backoff::Backoff};
 use crate::store::{self, Applied, Batch, Finished, Store};
 
-/// Flush when this many orders are waiting...
-pub const MAX_BATCH: usize = 2000;
+/// Flush when this many orders are waiting... Order ids are random, so each
+/// order's index entry lands on a random page, and a commit writes every page it
+/// touched to the WAL: the more orders share a commit, the fewer pages each one
+/// costs (SQLite, 200,000 orders: 223,000 WAL writes with batches of 2,000,
+/// 156,000 with 5,000).
+pub const MAX_BATCH: usize = 5000;
 /// ...or when the oldest has waited this long.
 pub const MAX_WAIT: Duration = Duration::from_millis(20);
 
