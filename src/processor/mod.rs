@@ -171,7 +171,8 @@ pub struct Config {
     /// Attempts in all, the first included (the seed's MAX_RETRIES).
     pub max_attempts: u32,
     pub backoff: Backoff,
-    /// Stop reading new messages while this many are unfinished.
+    /// Stop reading new messages while this many wait for a retry or a DLQ
+    /// write (orders waiting for the store have a bound of their own).
     pub max_in_flight: usize,
     pub commit_interval: Duration,
 }
@@ -413,9 +414,7 @@ impl Processor {
         loop {
             retry_timer.set(run.queues.next_due());
             flush_timer.set(run.persist.as_ref().and_then(Persister::due));
-            let can_read = run.shared.lock().expect("lock").offsets.unfinished()
-                < self.config.max_in_flight
-                && !run.persist.as_ref().is_some_and(Persister::paused);
+            let can_read = self.can_read(run);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -427,7 +426,11 @@ impl Processor {
                         self.retry(run, qk, generation);
                     }
                 }
-                _ = flush_timer.fired(), if flush_timer.is_armed() => self.flush(run).await,
+                _ = flush_timer.fired(), if flush_timer.is_armed() => start_write(run),
+                (batch, result) = async { run.persist.as_mut().expect("writing implies a store").written().await },
+                    if run.persist.as_ref().is_some_and(Persister::writing) => {
+                    self.stored(run, batch, result).await;
+                }
                 msg = run.consumer.recv(), if can_read => match msg {
                     Ok(m) => {
                         let now = Instant::now();
@@ -461,7 +464,7 @@ impl Processor {
                 // its timer says. Under load the batch fills first; when idle, an
                 // order is stored without waiting for others.
                 () = std::future::ready(()), if run.persist.as_ref().is_some_and(Persister::idle_flush) => {
-                    self.flush(run).await;
+                    start_write(run);
                 }
             }
             self.forget_revoked(run);
@@ -483,6 +486,16 @@ impl Processor {
         }
     }
 
+    /// Whether to take another message: not while `max_in_flight` messages wait
+    /// for a retry or a DLQ write, nor while the store is failing or behind.
+    fn can_read(&self, run: &Run) -> bool {
+        let held = run.persist.as_ref().map_or(0, Persister::held);
+        let unfinished = run.shared.lock().expect("lock").offsets.unfinished();
+        unfinished.saturating_sub(held) < self.config.max_in_flight
+            && held < persist::MAX_HELD
+            && !run.persist.as_ref().is_some_and(Persister::paused)
+    }
+
     /// Lets pending DLQ writes land (they are finished work), then commits.
     async fn finish(&mut self, run: &mut Run) {
         let deadline = tokio::time::sleep(Duration::from_secs(10));
@@ -500,18 +513,32 @@ impl Processor {
                 }
             }
         }
-        if run.persist.is_some() {
-            self.flush(run).await;
+        // The write under way, then what waits (or, if that write failed, it again).
+        for _ in 0..2 {
+            let Some(persist) = run.persist.as_mut() else {
+                break;
+            };
+            persist.start(&run.shared);
+            if !persist.writing() {
+                break;
+            }
+            let (batch, result) = persist.written().await;
+            self.stored(run, batch, result).await;
         }
         self.commit(run, CommitMode::Sync);
     }
 
-    /// Writes finished work to the store; the offsets it reaches become committable.
-    async fn flush(&mut self, run: &mut Run) {
+    /// Takes in the end of a store write; the offsets it reaches become committable.
+    async fn stored(
+        &mut self,
+        run: &mut Run,
+        batch: store::Batch,
+        result: Result<store::Applied, store::Error>,
+    ) {
         let Some(persist) = run.persist.as_mut() else {
             return;
         };
-        let Some((applied, stored)) = persist.flush(&run.shared).await else {
+        let Some((applied, stored)) = persist.done(batch, result, &run.shared) else {
             return;
         };
         if !stored.is_empty() {
@@ -845,6 +872,13 @@ impl Processor {
                 .map(|_| ())
                 .map_err(|(e, _)| e)
         }
+    }
+}
+
+/// Starts writing what waits for the store, unless a write is under way.
+fn start_write(run: &mut Run) {
+    if let Some(persist) = run.persist.as_mut() {
+        persist.start(&run.shared);
     }
 }
 
