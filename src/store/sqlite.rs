@@ -20,17 +20,18 @@ pub struct SqliteStore {
 }
 
 /// The connection and its prepared writes: parsing each statement again for every
-/// order was most of a batch's cost.
+/// order was most of a batch's cost. They are a handful, so a scan (which compares
+/// lengths first) finds one for less than hashing the SQL text on every call did.
 struct Cached {
     conn: Connection,
-    statements: HashMap<String, libsql::Statement>,
+    statements: Vec<(String, libsql::Statement)>,
 }
 
 struct Lite<'a> {
     conn: &'a Connection,
     path: &'a str,
     /// Where writes keep their prepared statements, if anywhere.
-    statements: Option<&'a mut HashMap<String, libsql::Statement>>,
+    statements: Option<&'a mut Vec<(String, libsql::Statement)>>,
 }
 
 fn params(ps: &[P<'_>]) -> Vec<Value> {
@@ -63,15 +64,19 @@ impl Conn for Lite<'_> {
                 .await
                 .map_err(err);
         };
-        if !statements.contains_key(sql) {
-            let stmt = self
-                .conn
-                .prepare(&sql.replace('$', "?"))
-                .await
-                .map_err(err)?;
-            statements.insert(sql.to_string(), stmt);
-        }
-        let stmt = &statements[sql];
+        let i = match statements.iter().position(|(s, _)| s == sql) {
+            Some(i) => i,
+            None => {
+                let stmt = self
+                    .conn
+                    .prepare(&sql.replace('$', "?"))
+                    .await
+                    .map_err(err)?;
+                statements.push((sql.to_string(), stmt));
+                statements.len() - 1
+            }
+        };
+        let stmt = &statements[i].1;
         let result = stmt.execute(params(ps)).await;
         stmt.reset();
         result.map(|n| n as u64).map_err(err)
@@ -156,7 +161,7 @@ impl SqliteStore {
             path: path.to_string(),
             conn: Mutex::new(Cached {
                 conn,
-                statements: HashMap::new(),
+                statements: Vec::new(),
             }),
             _db: db,
         })
