@@ -31,8 +31,10 @@ type Write = JoinHandle<(Batch, Result<Applied, store::Error>)>;
 
 pub struct Persister {
     store: Arc<Store>,
+    group: String,
+    topic: String,
     /// What waits for the next write.
-    batch: Batch,
+    waiting: Vec<Finished>,
     oldest: Option<Instant>,
     writing: Option<Write>,
     /// How many orders the write under way holds.
@@ -52,11 +54,9 @@ impl Persister {
     pub fn new(store: Arc<Store>, group: &str, topic: &str) -> Self {
         Persister {
             store,
-            batch: Batch {
-                group: group.to_string(),
-                topic: topic.to_string(),
-                ..Batch::default()
-            },
+            group: group.to_string(),
+            topic: topic.to_string(),
+            waiting: Vec::new(),
             oldest: None,
             writing: None,
             writing_len: 0,
@@ -77,7 +77,7 @@ impl Persister {
 
     pub fn push(&mut self, f: Finished) {
         self.oldest.get_or_insert_with(Instant::now);
-        self.batch.finished.push(f);
+        self.waiting.push(f);
     }
 
     /// True while the store is failing: the processor stops reading.
@@ -91,13 +91,13 @@ impl Persister {
 
     /// Finished orders not stored yet: waiting, or in the write under way.
     pub fn held(&self) -> usize {
-        self.batch.finished.len() + self.writing_len
+        self.waiting.len() + self.writing_len
     }
 
     /// Whether to start a write when the processor has nothing else to do: there
     /// is work waiting, no write under way and the store is not failing.
     pub fn idle_flush(&self) -> bool {
-        !self.batch.finished.is_empty() && self.writing.is_none() && self.retry_at.is_none()
+        !self.waiting.is_empty() && self.writing.is_none() && self.retry_at.is_none()
     }
 
     /// When the next write should start; none while one is under way (its end
@@ -106,7 +106,7 @@ impl Persister {
         match (self.retry_at, self.oldest) {
             _ if self.writing.is_some() => None,
             (Some(r), _) => Some(r),
-            (None, Some(o)) if self.batch.finished.len() >= MAX_BATCH => Some(o),
+            (None, Some(o)) if self.waiting.len() >= MAX_BATCH => Some(o),
             (None, Some(o)) => Some(o + MAX_WAIT),
             (None, None) => None,
         }
@@ -116,25 +116,27 @@ impl Persister {
     /// transaction. Its offsets count as finished only once the write succeeds,
     /// so a Kafka commit meanwhile stops short of them.
     pub fn start(&mut self, shared: &std::sync::Mutex<Shared>) {
-        if self.writing.is_some() || self.batch.finished.is_empty() {
+        if self.writing.is_some() || self.waiting.is_empty() {
             return;
         }
-        let mut batch = Batch {
-            group: self.batch.group.clone(),
-            topic: self.batch.topic.clone(),
-            finished: std::mem::take(&mut self.batch.finished),
-            offsets: Vec::new(),
-        };
-        {
+        let finished = std::mem::take(&mut self.waiting);
+        let offsets = {
             let o = &mut shared.lock().expect("lock").offsets;
-            for f in &batch.finished {
+            for f in &finished {
                 o.finished(f.partition, f.offset);
             }
-            batch.offsets = o.positions();
-            for f in &batch.finished {
+            let reached = o.positions();
+            for f in &finished {
                 o.unfinish(f.partition, f.offset);
             }
-        }
+            reached
+        };
+        let batch = Batch {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            finished,
+            offsets,
+        };
         self.oldest = None;
         self.writing_len = batch.finished.len();
         let store = self.store.clone();
@@ -183,7 +185,7 @@ impl Persister {
                 let wait = self.backoff.delay(self.failures);
                 eprintln!(
                     "store unavailable ({e}); consumption paused, {} orders waiting, retrying in {:.1}s",
-                    batch.finished.len() + self.batch.finished.len(),
+                    batch.finished.len() + self.waiting.len(),
                     wait.as_secs_f64()
                 );
                 self.retry_at = Some(Instant::now() + wait);
@@ -191,9 +193,9 @@ impl Persister {
             }
         };
         failed.retain(|f| !revoked.contains(&f.partition));
-        failed.append(&mut self.batch.finished);
-        self.batch.finished = failed;
-        if !self.batch.finished.is_empty() {
+        failed.append(&mut self.waiting);
+        self.waiting = failed;
+        if !self.waiting.is_empty() {
             self.oldest.get_or_insert_with(Instant::now);
         }
         None
@@ -201,21 +203,18 @@ impl Persister {
 
     /// Drops waiting work of revoked partitions: the new owner redoes it.
     pub fn revoke(&mut self, partition: i32) {
-        self.batch.finished.retain(|f| f.partition != partition);
+        self.waiting.retain(|f| f.partition != partition);
         self.floors.remove(&partition);
         if self.writing.is_some() {
             self.revoked_while_writing.push(partition);
         }
-        if self.batch.finished.is_empty() {
+        if self.waiting.is_empty() {
             self.oldest = None;
         }
     }
 
     pub async fn load_floors(&mut self) -> Result<(), store::Error> {
-        self.floors = self
-            .store
-            .offsets(&self.batch.group, &self.batch.topic)
-            .await?;
+        self.floors = self.store.offsets(&self.group, &self.topic).await?;
         Ok(())
     }
 }
@@ -244,7 +243,7 @@ mod tests {
     }
 
     fn waiting(p: &Persister) -> Vec<&str> {
-        p.batch.finished.iter().map(|f| f.id.as_str()).collect()
+        p.waiting.iter().map(|f| f.id.as_str()).collect()
     }
 
     fn positions(shared: &Mutex<Shared>) -> Vec<(i32, i64)> {
