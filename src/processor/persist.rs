@@ -15,11 +15,11 @@ use tokio::{task::JoinHandle, time::Instant};
 use super::{Shared, backoff::Backoff};
 use crate::store::{self, Applied, Batch, Finished, Store};
 
-/// Start a write when this many orders are waiting... Order ids are random, so
-/// each order's index entry lands on a random page, and a commit writes every
-/// page it touched to the WAL: the more orders share a commit, the fewer pages
-/// each one costs (SQLite, 200,000 orders: 223,000 WAL writes with batches of
-/// 2,000, 156,000 with 5,000).
+/// Start a write when this many orders are waiting... Ids from producers that
+/// make them random (UUID v4) put each order's index entry on a random page, and
+/// a commit writes every page it touched to the WAL: the more orders share a
+/// commit, the fewer pages each one costs (SQLite, 200,000 such orders: 223,000
+/// WAL writes with batches of 2,000, 156,000 with 5,000).
 pub const MAX_BATCH: usize = 5000;
 /// ...or when the oldest has waited this long.
 pub const MAX_WAIT: Duration = Duration::from_millis(20);
