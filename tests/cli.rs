@@ -1,14 +1,18 @@
 //! The `orderflow` binary as a user runs it: the demo stopped by SIGTERM and
 //! started again loses no order.
 
+mod common;
+
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
     net::TcpListener,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use common::KillOnDrop;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -19,7 +23,7 @@ fn free_port() -> u16 {
 }
 
 struct Run {
-    child: Child,
+    child: KillOnDrop,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -51,7 +55,7 @@ fn demo(dir: &std::path::Path, port: u16, extra: &[&str]) -> Run {
     let stdout = collect(Box::new(child.stdout.take().unwrap()));
     let stderr = collect(Box::new(child.stderr.take().unwrap()));
     Run {
-        child,
+        child: KillOnDrop(child),
         stdout,
         stderr,
     }
@@ -70,7 +74,7 @@ impl Run {
     fn wait(mut self, limit: Duration) -> (Vec<String>, Vec<String>) {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(200)); // let the readers drain
                 let (out, err) = (
                     self.stdout.lock().unwrap().clone(),
@@ -95,13 +99,6 @@ impl Run {
 }
 
 /// A failing test leaves no demo running.
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ids_after(lines: &[String], marker: &str, end: &str) -> Vec<String> {
     lines
         .iter()
@@ -125,7 +122,7 @@ fn demo_stops_cleanly_on_sigterm_and_resumes_without_losing_orders() {
         std::thread::sleep(Duration::from_millis(100));
     }
     Command::new("kill")
-        .args(["-TERM", &first.child.id().to_string()])
+        .args(["-TERM", &first.child.0.id().to_string()])
         .status()
         .unwrap();
     let (out1, err1) = first.wait(Duration::from_secs(60));

@@ -7,7 +7,7 @@ mod common;
 use std::{
     collections::HashMap,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::Duration,
 };
@@ -43,25 +43,9 @@ async fn store_urls(dir: &Path) -> Vec<String> {
     urls
 }
 
-/// A running `orderflow process`, killed with SIGKILL when dropped, so that a test
-/// that fails leaves no process behind.
-struct Running(Child);
-
-impl Running {
-    /// SIGKILL, as a crash would.
-    fn kill(self) {}
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `orderflow process` with its log appended to `log`, which a failing
 /// test prints.
-fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Running {
+fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -99,7 +83,7 @@ fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> Ru
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .map(Running)
+        .map(KillOnDrop)
         .expect("orderflow process starts")
 }
 

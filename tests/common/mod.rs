@@ -20,6 +20,28 @@ use rdkafka::producer::FutureRecord;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// A child process killed with SIGKILL when dropped, so that a test that fails
+/// leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub const TOPIC: &str = "orders";
 pub const DLQ: &str = "orders_dlq";
 
