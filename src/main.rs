@@ -1,8 +1,8 @@
 use clap::Parser;
+use orderflow::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -10,8 +10,18 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_env("ORDERFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .init();
-    let cli = orderflow::cli::Cli::parse();
-    match orderflow::cli::run(cli).await {
+    let cli = Cli::parse();
+    // The processor is the long-running service held to a memory budget; the
+    // broker and the demo keep glibc's default for their many writer threads.
+    if matches!(cli.command, Command::Process(_)) {
+        orderflow::resources::limit_malloc_arenas();
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime failed: {e}"))
+        .and_then(|runtime| runtime.block_on(orderflow::cli::run(cli)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", describe(&e));

@@ -353,10 +353,14 @@ impl Processor {
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "true"),
                 // librdkafka prefetches up to 100,000 messages or 64 MiB per
-                // partition by default; 20,000 or 8 MiB keeps a processor within
-                // 64 MB. Topping the queue up after 5 ms instead of 1 s keeps that
-                // smaller queue from running dry.
-                ("queued.min.messages", "20000"),
+                // partition by default; 8 MiB keeps a processor within 64 MB. The
+                // message bound sits above what one fetch brings (Tansu answers
+                // with up to 5 MiB, about 50,000 orders), so that the next fetch
+                // is asked for as soon as one lands, not after the processor has
+                // worked through most of it: at 20,000 the broker sat idle
+                // meanwhile. Topping the queue up after 5 ms instead of 1 s keeps
+                // it from running dry.
+                ("queued.min.messages", "60000"),
                 ("queued.max.messages.kbytes", "8192"),
                 ("fetch.queue.backoff.ms", "5"),
             ],
