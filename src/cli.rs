@@ -239,6 +239,11 @@ pub struct RetryArgs {
     /// Simulate a transient failure for matching orders, e.g. 'price>100'
     #[arg(long, env = "ORDERFLOW_FAIL_WHEN")]
     pub fail_when: Option<FailWhen>,
+    /// With --fail-when: matching orders fail only their first N attempts, then
+    /// succeed, like a fault that clears [default: every attempt, so they end in
+    /// the DLQ]
+    #[arg(long, env = "ORDERFLOW_FAIL_ATTEMPTS", requires = "fail_when", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fail_attempts: Option<u32>,
     /// Attempts before an order goes to the DLQ
     #[arg(long, env = "ORDERFLOW_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_retries: u32,
@@ -260,7 +265,7 @@ pub struct ProcessArgs {
     #[arg(long, env = "ORDERFLOW_EXIT_AT_END")]
     pub exit_at_end: bool,
     /// Stop reading while this many messages are unfinished (waiting to retry)
-    #[arg(long, env = "ORDERFLOW_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    #[arg(long, env = "ORDERFLOW_MAX_IN_FLIGHT", default_value_t = processor::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Print no line per order (the DLQ topic and the store still record failures)
     #[arg(long, short, env = "ORDERFLOW_QUIET")]
@@ -425,6 +430,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg,
                 Box::new(Simulated {
                     fail_when: args.retry.fail_when,
+                    fail_attempts: args.retry.fail_attempts,
                 }),
                 observer,
             );

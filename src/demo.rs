@@ -79,6 +79,7 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
         pcfg,
         Box::new(Simulated {
             fail_when: Some(args.fail_when),
+            fail_attempts: None,
         }),
         Box::new(move |e: &processor::Event<'_>| processor::print_event(&pout, e)),
     );

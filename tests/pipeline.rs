@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 fn fail_over_100() -> Box<Simulated> {
     Box::new(Simulated {
         fail_when: Some("price>100".parse().unwrap()),
+        fail_attempts: None,
     })
 }
 

@@ -232,6 +232,7 @@ async fn process_with_store(env: &TestEnv, store: &Arc<Store>, group: &str) -> R
     cfg.group = group.to_string();
     let handler = Box::new(Simulated {
         fail_when: Some("price>140".parse().unwrap()),
+        fail_attempts: None,
     });
     let drain = CancellationToken::new();
     drain.cancel();

@@ -18,6 +18,11 @@ pub struct Summary {
     pub reading_seconds: Option<f64>,
     /// Finished messages (processed or dead-lettered) per second over `seconds`.
     pub per_second: Option<f64>,
+    /// Messages finished (with a store: stored) by the time the last one was
+    /// read, per second over `reading_seconds`: the rate a processor keeps up
+    /// while input flows, without the retries still waiting when a finite topic
+    /// ends.
+    pub sustained_per_second: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
     /// CPU time of the whole process, start-up included.
     pub cpu_seconds: Option<f64>,
@@ -34,6 +39,9 @@ impl Summary {
             seconds: since_first(report.ended),
             reading_seconds: since_first(report.last_message),
             per_second: report.throughput(),
+            sustained_per_second: since_first(report.last_message)
+                .filter(|secs| *secs > 0.0)
+                .map(|secs| report.finished_by_last_message as f64 / secs),
             peak_rss_bytes: crate::resources::peak_rss_bytes(),
             cpu_seconds: crate::resources::cpu_seconds(),
         }
