@@ -23,7 +23,7 @@ fn a_small_bench_run_prints_every_row() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed:\n{stderr}\n{stdout}");
-    for id in ["1a", "1b", "2", "3", "4", "5", "6"] {
+    for id in ["1a", "1b", "2", "3", "4", "4b", "5", "6"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(&format!("| {id} "))),
             "row {id} missing:\n{stdout}"

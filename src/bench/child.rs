@@ -13,6 +13,8 @@ pub struct ProcessRun {
     /// Store URL.
     pub store: String,
     pub fail_when: Option<String>,
+    /// Matching orders fail only their first N attempts (`--fail-attempts`).
+    pub fail_attempts: Option<u32>,
 }
 
 /// Runs the processor over everything in the topic and returns its summary.
@@ -43,6 +45,9 @@ pub async fn process(exe: &Path, kafka: &KafkaConfig, run: &ProcessRun) -> Resul
     ]);
     if let Some(rule) = &run.fail_when {
         cmd.arg("--fail-when").arg(rule);
+    }
+    if let Some(n) = run.fail_attempts {
+        cmd.arg("--fail-attempts").arg(n.to_string());
     }
     // Settings in our environment (ORDERFLOW_FAIL_WHEN, say) must not change
     // what is measured; the log filter may pass.
