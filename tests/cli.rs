@@ -23,6 +23,7 @@ fn free_port() -> u16 {
 }
 
 struct Run {
+    /// Killed on drop: a failing test leaves no demo running.
     child: KillOnDrop,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -98,7 +99,6 @@ impl Run {
     }
 }
 
-/// A failing test leaves no demo running.
 fn ids_after(lines: &[String], marker: &str, end: &str) -> Vec<String> {
     lines
         .iter()
