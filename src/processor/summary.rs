@@ -32,14 +32,15 @@ impl Summary {
     pub fn new(report: &Report) -> Self {
         let since_first =
             |t: Option<tokio::time::Instant>| Some((t? - report.first_message?).as_secs_f64());
+        let reading_seconds = since_first(report.last_message);
         Summary {
             processed: report.processed,
             dead_lettered: report.dead_lettered,
             failed_attempts: report.failed_attempts,
             seconds: since_first(report.ended),
-            reading_seconds: since_first(report.last_message),
+            reading_seconds,
             per_second: report.throughput(),
-            sustained_per_second: since_first(report.last_message)
+            sustained_per_second: reading_seconds
                 .filter(|secs| *secs > 0.0)
                 .map(|secs| report.finished_by_last_message as f64 / secs),
             peak_rss_bytes: crate::resources::peak_rss_bytes(),
