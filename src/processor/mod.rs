@@ -235,9 +235,9 @@ impl Report {
     }
 }
 
-/// The DLQ writer batches for up to 1 s. librdkafka's idempotent producer sends
-/// one request per partition at a time, and while it waits for the answer with
-/// the next batch ready, its broker thread polls without sleeping: against a
+/// The DLQ writer batches for up to 1 s. librdkafka's idempotent producer keeps
+/// at most 5 requests per partition in flight, and while it waits for an answer
+/// with the next batch ready, its broker thread polls without sleeping: against a
 /// broker that takes long to answer (the embedded one, while serving a large
 /// fetch), that spin took half the processor's CPU in `bench` run 4. A
 /// dead-lettered order has spent seconds in retries already; one more second
