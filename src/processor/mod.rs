@@ -226,15 +226,6 @@ pub struct Report {
     pub finished_by_last_message: u64,
 }
 
-impl Report {
-    /// Messages finished (processed or dead-lettered) per second, from the first
-    /// message to the end of the run.
-    pub fn throughput(&self) -> Option<f64> {
-        let secs = (self.ended? - self.first_message?).as_secs_f64();
-        (secs > 0.0).then(|| (self.processed + self.dead_lettered) as f64 / secs)
-    }
-}
-
 /// The DLQ writer batches for up to 1 s. librdkafka's idempotent producer keeps
 /// at most 5 requests per partition in flight, and while it waits for an answer
 /// with the next batch ready, its broker thread polls without sleeping: against a

@@ -32,17 +32,18 @@ impl Summary {
     pub fn new(report: &Report) -> Self {
         let since_first =
             |t: Option<tokio::time::Instant>| Some((t? - report.first_message?).as_secs_f64());
+        let rate =
+            |count: u64, secs: Option<f64>| secs.filter(|s| *s > 0.0).map(|s| count as f64 / s);
+        let seconds = since_first(report.ended);
         let reading_seconds = since_first(report.last_message);
         Summary {
             processed: report.processed,
             dead_lettered: report.dead_lettered,
             failed_attempts: report.failed_attempts,
-            seconds: since_first(report.ended),
+            seconds,
             reading_seconds,
-            per_second: report.throughput(),
-            sustained_per_second: reading_seconds
-                .filter(|secs| *secs > 0.0)
-                .map(|secs| report.finished_by_last_message as f64 / secs),
+            per_second: rate(report.processed + report.dead_lettered, seconds),
+            sustained_per_second: rate(report.finished_by_last_message, reading_seconds),
             peak_rss_bytes: crate::resources::peak_rss_bytes(),
             cpu_seconds: crate::resources::cpu_seconds(),
         }
