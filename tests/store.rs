@@ -17,7 +17,7 @@ use orderflow::{
     aggregate::Aggregates,
     order::{Order, random_order},
     processor::{Processor, Report, Simulated},
-    store::{Filter, Store},
+    store::{Batch, Filter, Finished, Status, Store},
 };
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
@@ -285,6 +285,80 @@ async fn replaying_the_topic_changes_nothing_in_the_store() {
         // The same group again: the stored offsets say everything is done.
         let again = process_with_store(&env, &store, "order-group").await;
         assert_eq!(again.processed, 0);
+    }
+}
+
+fn finished(o: &Order, offset: i64) -> Finished {
+    Finished {
+        id: o.order_id.clone(),
+        order: Some(o.clone()),
+        status: Status::Processed,
+        attempts: 1,
+        last_error: None,
+        partition: 0,
+        offset,
+        produced_ms: Some(o.created_at_ms),
+        received_ms: o.created_at_ms,
+        processed_ms: o.created_at_ms,
+        timeline: Vec::new(),
+    }
+}
+
+/// The store inserts many orders per statement and falls back to one at a time
+/// when some were stored before; either way each order counts once.
+#[tokio::test]
+async fn a_batch_with_orders_stored_before_counts_only_the_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let store = Store::connect(&url).await.unwrap();
+        let orders: Vec<Order> = (0..300).map(|_| random_order()).collect();
+        let batch = |finished: Vec<Finished>, next: i64| Batch {
+            group: "g".into(),
+            topic: "orders".into(),
+            finished,
+            offsets: vec![(0, next)],
+        };
+        let early: Vec<Finished> = (0..300)
+            .step_by(7)
+            .map(|i| finished(&orders[i], i as i64))
+            .collect();
+        let early_count = early.len();
+        let applied = store.apply(&batch(early, 300)).await.unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (early_count, 0));
+
+        // Everything again, with one order twice: only the rest is new.
+        let mut all: Vec<Finished> = (0..300).map(|i| finished(&orders[i], i as i64)).collect();
+        all.push(finished(&orders[150], 150));
+        let applied = store.apply(&batch(all, 301)).await.unwrap();
+        assert_eq!(applied.inserted, 300 - early_count, "{url}");
+        assert_eq!(applied.duplicates, early_count + 1, "{url}");
+
+        let mut expected = Aggregates::default();
+        for o in &orders {
+            expected.add(o);
+        }
+        let stored = store.aggregates().await.unwrap();
+        assert_eq!(stored.total.orders, 300);
+        assert_eq!(stored.total.units, expected.total.units);
+        assert!((stored.total.price_sum - expected.total.price_sum).abs() < 1e-6);
+        assert_eq!(all_rows(&store).await.len(), 300);
+        assert_eq!(store.offsets("g", "orders").await.unwrap()[&0], 301);
+
+        // All new again, in whole statements and one by one: nothing falls back.
+        let fresh: Vec<Order> = (0..130).map(|_| random_order()).collect();
+        let applied = store
+            .apply(&batch(
+                fresh
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| finished(o, 400 + i as i64))
+                    .collect(),
+                530,
+            ))
+            .await
+            .unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (130, 0));
+        assert_eq!(store.aggregates().await.unwrap().total.orders, 430);
     }
 }
 

@@ -10,6 +10,9 @@ pub mod rule;
 mod summary;
 mod timer;
 
+/// The most orders the processor hands the store in one transaction.
+pub use persist::MAX_BATCH;
+
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},

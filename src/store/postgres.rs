@@ -110,8 +110,15 @@ impl PgStore {
 
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, Error> {
         let mut guard = self.client().await?;
-        let tx = guard.as_mut().expect("connected").transaction().await?;
-        let applied = sql::apply(&mut Pg(&tx), batch).await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        if let Some(applied) = sql::apply(&mut Pg(&tx), batch).await? {
+            tx.commit().await?;
+            return Ok(applied);
+        }
+        tx.rollback().await?;
+        let tx = client.transaction().await?;
+        let applied = sql::apply_one_by_one(&mut Pg(&tx), batch).await?;
         tx.commit().await?;
         Ok(applied)
     }

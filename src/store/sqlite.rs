@@ -171,15 +171,24 @@ impl SqliteStore {
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, Error> {
         let mut cached = self.conn.lock().await;
         let Cached { conn, statements } = &mut *cached;
-        let err = sqlite_err(&self.path);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .await
-            .map_err(err)?;
-        let applied = sql::apply(
+        let (path, err) = (self.path.as_str(), sqlite_err(&self.path));
+        let begin = || conn.transaction_with_behavior(TransactionBehavior::Immediate);
+        let tx = begin().await.map_err(err)?;
+        let mut lite = Lite {
+            conn: &tx,
+            path,
+            statements: Some(statements),
+        };
+        if let Some(applied) = sql::apply(&mut lite, batch).await? {
+            tx.commit().await.map_err(err)?;
+            return Ok(applied);
+        }
+        tx.rollback().await.map_err(err)?;
+        let tx = begin().await.map_err(err)?;
+        let applied = sql::apply_one_by_one(
             &mut Lite {
                 conn: &tx,
-                path: &self.path,
+                path,
                 statements: Some(statements),
             },
             batch,
