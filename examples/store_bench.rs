@@ -28,14 +28,14 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("orders.db").display()));
     let store = Store::connect(&url).await?;
-    let batches: Vec<Batch> = (0..orders)
-        .collect::<Vec<_>>()
-        .chunks(MAX_BATCH)
+    let batches: Vec<Batch> = (0..orders as i64)
+        .step_by(MAX_BATCH)
+        .map(|start| start..(start + MAX_BATCH as i64).min(orders as i64))
         .map(|offsets| Batch {
             group: "store-bench".into(),
             topic: "orders".into(),
-            finished: offsets.iter().map(|&i| finished(i as i64)).collect(),
-            offsets: vec![(0, *offsets.last().expect("chunks are not empty") as i64 + 1)],
+            offsets: vec![(0, offsets.end)],
+            finished: offsets.map(finished).collect(),
         })
         .collect();
 

@@ -344,7 +344,7 @@ async fn a_batch_with_orders_stored_before_counts_only_the_new_ones() {
         assert_eq!(all_rows(&store).await.len(), 300);
         assert_eq!(store.offsets("g", "orders").await.unwrap()[&0], 301);
 
-        // All new again, in whole statements and one by one: nothing falls back.
+        // 130 new orders: two statements of 64, then two of one.
         let fresh: Vec<Order> = (0..130).map(|_| random_order()).collect();
         let applied = store
             .apply(&batch(
