@@ -147,6 +147,14 @@ impl KeyQueues {
         }
     }
 
+    /// The head job of a key, if it is still blocked by `generation`.
+    pub fn head(&self, qk: &QKey, generation: u64) -> Option<&Job> {
+        self.blocked
+            .get(qk)
+            .filter(|b| b.generation == generation)
+            .and_then(|b| b.jobs.front())
+    }
+
     pub fn next_due(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((due, _, _))| *due)
     }
@@ -174,11 +182,11 @@ impl KeyQueues {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn job(partition: i32, offset: i64) -> Job {
+    pub(in crate::processor) fn job(partition: i32, offset: i64) -> Job {
         Job {
             partition,
             offset,

@@ -3,6 +3,7 @@
 //! only offsets whose messages are finished.
 
 pub mod backoff;
+mod dlq_writer;
 mod keys;
 pub mod offsets;
 mod persist;
@@ -18,14 +19,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
 use rdkafka::{
     ClientContext, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-    util::Timeout,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +37,7 @@ use crate::{
     store::{self, Finished, Status, Store},
 };
 use backoff::Backoff;
+use dlq_writer::{DlqRecord, DlqWriter};
 use keys::{Job, KeyQueues, QKey};
 use offsets::Offsets;
 use persist::Persister;
@@ -229,15 +228,6 @@ pub struct Report {
     pub finished_by_last_message: u64,
 }
 
-/// The DLQ writer batches for up to 1 s. librdkafka's idempotent producer keeps
-/// at most 5 requests per partition in flight, and while it waits for an answer
-/// with the next batch ready, its broker thread polls without sleeping: against a
-/// broker that takes long to answer (the embedded one, while serving a large
-/// fetch), that spin took half the processor's CPU in `bench` run 4. A
-/// dead-lettered order has spent seconds in retries already; one more second
-/// before it lands costs nothing, and bigger batches are cheaper for a broker.
-const DLQ_PRODUCER: &[(&str, &str)] = &[("linger.ms", "1000")];
-
 /// How long a processor may wait for partitions before it says so.
 const UNASSIGNED_WARNING: Duration = Duration::from_secs(60);
 
@@ -305,11 +295,9 @@ fn commit_list(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
 enum Outcome {
     Done,
     Retry(Duration),
-    DeadLetter { reason: String, kind: ErrorKind },
+    /// Bound for the DLQ; the reason is in the job.
+    DeadLetter,
 }
-
-type DlqDelivery =
-    std::pin::Pin<Box<dyn Future<Output = (QKey, u64, Result<(), KafkaError>)> + Send>>;
 
 pub struct Processor {
     config: Config,
@@ -321,10 +309,9 @@ pub struct Processor {
 
 struct Run {
     consumer: StreamConsumer<Context>,
-    dlq: FutureProducer,
     shared: Arc<Mutex<Shared>>,
     queues: KeyQueues,
-    deliveries: FuturesUnordered<DlqDelivery>,
+    dlq: DlqWriter,
     report: Report,
     persist: Option<Persister>,
 }
@@ -390,13 +377,12 @@ impl Processor {
                 topic: cfg.topic.clone(),
                 source,
             })?;
-        let dlq = cfg.kafka.producer(DLQ_PRODUCER)?;
+        let dlq = DlqWriter::new(cfg.kafka.producer(&[])?, cfg.dlq_topic.clone());
         let mut run = Run {
             consumer,
-            dlq,
             shared,
             queues: KeyQueues::default(),
-            deliveries: FuturesUnordered::new(),
+            dlq,
             report: Report::default(),
             persist: None,
         };
@@ -433,7 +419,7 @@ impl Processor {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                Some((qk, generation, result)) = run.deliveries.next(), if !run.deliveries.is_empty() => {
+                (qk, generation, result) = run.dlq.landed(), if run.dlq.in_flight() => {
                     self.delivered(run, qk, generation, result);
                 }
                 _ = retry_timer.fired(), if retry_timer.is_armed() => {
@@ -485,7 +471,8 @@ impl Processor {
             }
             self.forget_revoked(run);
             self.take_assignments(run).await?;
-            if drain.is_cancelled() && run.deliveries.is_empty() {
+            run.dlq.send_next(&run.queues, |job| self.dlq_record(job));
+            if drain.is_cancelled() && run.dlq.is_idle() {
                 let (idle, at_end) = {
                     let o = &run.shared.lock().expect("lock").offsets;
                     (o.idle(), o.all_done())
@@ -516,15 +503,19 @@ impl Processor {
     async fn finish(&mut self, run: &mut Run) {
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
-        while !run.deliveries.is_empty() {
+        loop {
+            run.dlq.send_next(&run.queues, |job| self.dlq_record(job));
+            if !run.dlq.in_flight() {
+                break;
+            }
             tokio::select! {
-                Some((qk, generation, result)) = run.deliveries.next() => {
+                (qk, generation, result) = run.dlq.landed() => {
                     // Completing a delivery may start more work for that key; later
                     // messages on it stay unfinished and are redelivered next time.
                     self.delivered_final(run, qk, generation, result);
                 }
                 _ = &mut deadline => {
-                    tracing::warn!(pending = run.deliveries.len(), "DLQ writes still pending at shutdown; those orders will be redelivered");
+                    tracing::warn!(pending = run.dlq.pending(), "DLQ writes still pending at shutdown; those orders will be redelivered");
                     break;
                 }
             }
@@ -692,14 +683,10 @@ impl Processor {
                     run.queues.block(qk, jobs, Some(Instant::now() + delay));
                     return;
                 }
-                Outcome::DeadLetter { reason, kind } => {
-                    let delivery = self.send_to_dlq(run, &job, &reason, kind);
+                Outcome::DeadLetter => {
                     jobs.push_front(job);
                     let generation = run.queues.block(qk.clone(), jobs, None);
-                    run.deliveries.push(Box::pin(async move {
-                        let result = delivery.await;
-                        (qk, generation, result)
-                    }));
+                    run.dlq.owe(qk, generation);
                     return;
                 }
             }
@@ -777,11 +764,7 @@ impl Processor {
 
     fn attempt(&mut self, run: &mut Run, job: &mut Job) -> Outcome {
         if job.dlq_pending {
-            let (reason, kind) = job
-                .dlq_reason
-                .clone()
-                .expect("pending DLQ writes carry a reason");
-            return Outcome::DeadLetter { reason, kind };
+            return Outcome::DeadLetter;
         }
         if job.decoded.is_none() {
             match self.decoder.decode(&job.payload) {
@@ -844,19 +827,18 @@ impl Processor {
     }
 
     fn dead_letter(&self, job: &mut Job, reason: String, kind: ErrorKind) -> Outcome {
-        job.dlq_reason = Some((reason.clone(), kind));
-        Outcome::DeadLetter { reason, kind }
+        job.dlq_reason = Some((reason, kind));
+        Outcome::DeadLetter
     }
 
-    fn send_to_dlq(
-        &self,
-        run: &Run,
-        job: &Job,
-        reason: &str,
-        kind: ErrorKind,
-    ) -> impl Future<Output = Result<(), KafkaError>> + Send + 'static {
+    /// The DLQ record of a job bound for the DLQ: the seed's JSON value, and
+    /// headers that say where the order came from and how it failed.
+    fn dlq_record(&self, job: &Job) -> DlqRecord {
+        let (reason, kind) = job
+            .dlq_reason
+            .as_ref()
+            .expect("jobs bound for the DLQ carry a reason");
         let value = DlqValue::new(job.decoded.as_ref().map(|(o, _)| o), &job.payload, reason);
-        let payload = serde_json::to_vec(&value).expect("DLQ values serialize");
         let now = SystemTime::now();
         let provenance = Provenance {
             topic: &self.config.topic,
@@ -865,30 +847,23 @@ impl Processor {
             timestamp_ms: job.timestamp_ms,
             group: &self.config.group,
             attempts: job.attempts,
-            kind,
+            kind: *kind,
             first_failure: job.first_failure.unwrap_or(now),
             last_failure: job.last_failure.unwrap_or(now),
         };
-        let mut headers = OwnedHeaders::new();
+        let (mut headers, mut header_bytes) = (OwnedHeaders::new(), 0);
         for (k, v) in provenance.headers() {
+            header_bytes += k.len() + v.len();
             headers = headers.insert(Header {
                 key: k,
                 value: Some(&v),
             });
         }
-        let producer = run.dlq.clone();
-        let topic = self.config.dlq_topic.clone();
-        let key = job.key.clone();
-        async move {
-            let mut record = FutureRecord::to(&topic).payload(&payload).headers(headers);
-            if let Some(k) = key.as_deref() {
-                record = record.key(k);
-            }
-            producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e)
+        DlqRecord {
+            key: job.key.clone(),
+            payload: serde_json::to_vec(&value).expect("DLQ values serialize"),
+            headers,
+            header_bytes,
         }
     }
 }
