@@ -117,8 +117,8 @@ pub struct BenchArgs {
     pub latency_rate: f64,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
-    /// Times to run the no-op consumer and the processor (alternately); the table
-    /// shows the median run
+    /// Times to run each measured pair (1a and 2, 1b and 3, 4 and 4b),
+    /// alternately; the table shows the median run of each
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
     /// Directory for the embedded broker and the stores [default: a temporary
