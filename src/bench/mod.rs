@@ -150,9 +150,15 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             _ => topic(&format!("orders-{run}")),
         })
         .collect();
+    // Each round of 4 and 4b dead-letters into a topic of its own, so that a
+    // later round's broker does not hold the DLQ records of the earlier ones.
+    let failure_dlq_topics: Vec<String> = (1..=cfg.runs)
+        .map(|round| topic(&format!("dlq-{round}")))
+        .collect();
     let all_topics: Vec<&str> = [&raw_topic, &latency_topic, &dlq_topic]
         .into_iter()
         .chain(&produce_topics)
+        .chain(&failure_dlq_topics)
         .map(String::as_str)
         .collect();
     kafka.create_topics(&all_topics, cfg.partitions, 1).await?;
@@ -268,20 +274,23 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     // 4: failing orders fail every attempt and end in the DLQ, as in the seed.
     // 4b: they fail twice and succeed on the last attempt, like a fault that clears.
     let rule = failing_rule(FAILING_SHARE);
-    let failure_run = |stage: &'static str, run: u32, fail_attempts: Option<u32>, what: &str| {
+    let failure_run = |stage: &'static str, round: u32, fail_attempts: Option<u32>, what: &str| {
         say(format_args!(
-            "{stage} ({run}/{}): orderflow process with --fail-when '{rule}' (about 10% of orders {what})",
+            "{stage} ({round}/{}): orderflow process with --fail-when '{rule}' (about 10% of orders {what})",
             cfg.runs
         ));
-        let run = processor_run(
-            &format!("failing-{stage}-{run}"),
-            Some(rule.clone()),
-            fail_attempts,
-        );
+        let spec = child::ProcessRun {
+            dlq_topic: failure_dlq_topics[round as usize - 1].clone(),
+            ..processor_run(
+                &format!("failing-{stage}-{round}"),
+                Some(rule.clone()),
+                fail_attempts,
+            )
+        };
         let exe = &cfg.exe;
         let kafka = &kafka;
         async move {
-            let (summary, cpu) = with_cpu(child::process(exe, kafka, &run)).await;
+            let (summary, cpu) = with_cpu(child::process(exe, kafka, &spec)).await;
             let summary = summary?;
             expect_finished(stage, &summary, n)?;
             Ok::<_, Error>((summary, cpu))
@@ -290,9 +299,9 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     // A single run of either was 74-93% of 3 in one afternoon; as with 3, the
     // median run of each counts.
     let (mut failings, mut clearings) = (Vec::new(), Vec::new());
-    for run in 1..=cfg.runs {
-        failings.push(failure_run("4", run, None, "fail every attempt").await?);
-        let clearing = failure_run("4b", run, Some(2), "fail twice, then succeed").await?;
+    for round in 1..=cfg.runs {
+        failings.push(failure_run("4", round, None, "fail every attempt").await?);
+        let clearing = failure_run("4b", round, Some(2), "fail twice, then succeed").await?;
         if clearing.0.dead_lettered > 0 {
             return Err(Error::Incomplete {
                 stage: "4b",
@@ -337,12 +346,11 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     // run. Run 3's median run is measured the same way for the ratio.
     let while_reading = |s: &Summary| s.sustained_per_second.unwrap_or(0.0);
     let process_reading = while_reading(&process);
-    let reading_rates = |runs: &[(Summary, Option<f64>)]| -> Vec<f64> {
-        runs.iter().map(|(s, _)| while_reading(s)).collect()
-    };
-    let (failing_rates, clearing_rates) = (reading_rates(&failings), reading_rates(&clearings));
-    let (failing, failing_cpu) = median_by(failings, |(s, _)| while_reading(s));
-    let (clearing, clearing_cpu) = median_by(clearings, |(s, _)| while_reading(s));
+    let reading_rate_of = |(s, _): &(Summary, Option<f64>)| while_reading(s);
+    let failing_rates: Vec<f64> = failings.iter().map(reading_rate_of).collect();
+    let clearing_rates: Vec<f64> = clearings.iter().map(reading_rate_of).collect();
+    let (failing, failing_cpu) = median_by(failings, reading_rate_of);
+    let (clearing, clearing_cpu) = median_by(clearings, reading_rate_of);
     t.rows = vec![
         rate_row(
             "1a",
@@ -449,7 +457,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             thousands(process_reading)
         ),
         format!(
-            "4 and 4b ran {} times, alternately, after the runs of 3; the table shows the median run of each. 4: {} orders/s; 4b: {} orders/s.",
+            "4 and 4b ran {} times, alternately, after the runs of 3 and the latency run; the table shows the median run of each. 4: {} orders/s; 4b: {} orders/s.",
             cfg.runs,
             list(&failing_rates),
             list(&clearing_rates)

@@ -8,10 +8,16 @@
 //! that answers a DLQ request in 0.3-2 s, as the embedded one does while serving
 //! fetches, that spin took a whole core from the processor's host for as long as
 //! DLQ writes were queued behind one another. So the writer hands librdkafka the
-//! next group of records only once the last group has landed: the requests go out
-//! exactly as often as before, and nothing is left waiting inside librdkafka.
+//! next group of records only once the last group has landed: requests go out as
+//! often as librdkafka would send them anyway, and none waits inside it.
 //! The producer has orderflow's common settings: a group is all queued well within
-//! their 5 ms `linger.ms`, so it goes out as one request.
+//! their 5 ms `linger.ms`, so it goes out as one request per DLQ partition.
+//!
+//! The price: a group spans the DLQ topic's partitions, so a partition whose leader
+//! is slow or gone holds back the DLQ writes bound for the others too, for up to
+//! librdkafka's `message.timeout.ms` (then the writes fail and are retried), and
+//! reading stops once `--max-in-flight` messages wait. Without the group, only that
+//! partition's writes waited (and the processor's host spun).
 
 use std::collections::VecDeque;
 
@@ -25,9 +31,11 @@ use rdkafka::{
 
 use super::keys::{Job, KeyQueues, QKey};
 
-/// The most records and bytes of one group: what one produce request takes
+/// The most records and bytes of one group, so that it fits one produce request
 /// (librdkafka's `batch.num.messages` 10,000 and `batch.size` 1,000,000 by
-/// default), with room for the record framing the estimate below leaves out.
+/// default): half the records, as DLQ records are far larger than the 100 bytes
+/// that would take 10,000 to 1 MB anyway, and room in the bytes for the record
+/// framing the estimate below leaves out.
 const GROUP_RECORDS: usize = 5_000;
 const GROUP_BYTES: usize = 800_000;
 /// Framing of a record in a batch, beyond its key, value and headers.
@@ -86,13 +94,15 @@ impl DlqWriter {
         self.pending() == 0
     }
 
-    /// Writes in flight or owed.
+    /// Writes in flight or owed (keys revoked since they were owed included).
     pub fn pending(&self) -> usize {
         self.in_flight.len() + self.waiting.len()
     }
 
-    /// Sends the next group of owed records, unless a group is still in flight.
-    /// Keys revoked (or re-blocked) since they were owed are skipped.
+    /// Starts the next group of owed records, unless a group is still in flight.
+    /// Keys revoked (or re-blocked) since they were owed are skipped. The records
+    /// reach librdkafka when `landed` is next polled, which polls every new send
+    /// at once: the caller polls it right after, in its event loop.
     pub fn send_next(&mut self, queues: &KeyQueues, record: impl Fn(&Job) -> DlqRecord) {
         if self.in_flight() {
             return;
@@ -105,11 +115,12 @@ impl DlqWriter {
                 continue;
             };
             let r = record(job);
-            if bytes > 0 && bytes + r.size() > GROUP_BYTES {
+            let size = r.size();
+            if bytes > 0 && bytes + size > GROUP_BYTES {
                 self.waiting.push_front((qk, generation));
                 break;
             }
-            bytes += r.size();
+            bytes += size;
             self.in_flight.push(self.send(qk, generation, r));
         }
     }
@@ -158,7 +169,8 @@ mod tests {
         }
     }
 
-    /// A writer whose producer never reaches a broker: sending only queues.
+    /// A writer whose producer never reaches a broker. The tests never poll
+    /// `landed`, so nothing reaches librdkafka: they check what is started.
     fn writer() -> DlqWriter {
         let producer = KafkaConfig::new("127.0.0.1:1")
             .producer(&[])
@@ -171,14 +183,15 @@ mod tests {
         let mut q = KeyQueues::default();
         for p in 0..n {
             let j = job(p, 0);
-            let generation = q.block(j.qkey(), VecDeque::from([j]), None);
-            w.owe(job(p, 0).qkey(), generation);
+            let qk = j.qkey();
+            let generation = q.block(qk.clone(), VecDeque::from([j]), None);
+            w.owe(qk, generation);
         }
         q
     }
 
     #[tokio::test]
-    async fn a_group_goes_out_only_once_the_last_has_landed() {
+    async fn no_group_starts_while_one_is_in_flight() {
         let mut w = writer();
         let mut q = owed(&mut w, 3);
         w.send_next(&q, |_| record(100));

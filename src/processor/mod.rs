@@ -471,7 +471,7 @@ impl Processor {
             }
             self.forget_revoked(run);
             self.take_assignments(run).await?;
-            run.dlq.send_next(&run.queues, |job| self.dlq_record(job));
+            self.send_dlq(run);
             if drain.is_cancelled() && run.dlq.is_idle() {
                 let (idle, at_end) = {
                     let o = &run.shared.lock().expect("lock").offsets;
@@ -504,7 +504,7 @@ impl Processor {
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
         loop {
-            run.dlq.send_next(&run.queues, |job| self.dlq_record(job));
+            self.send_dlq(run);
             if !run.dlq.in_flight() {
                 break;
             }
@@ -829,6 +829,10 @@ impl Processor {
     fn dead_letter(&self, job: &mut Job, reason: String, kind: ErrorKind) -> Outcome {
         job.dlq_reason = Some((reason, kind));
         Outcome::DeadLetter
+    }
+
+    fn send_dlq(&self, run: &mut Run) {
+        run.dlq.send_next(&run.queues, |job| self.dlq_record(job));
     }
 
     /// The DLQ record of a job bound for the DLQ: the seed's JSON value, and
