@@ -178,14 +178,19 @@ mod tests {
         DlqWriter::new(producer, "dlq".into())
     }
 
+    /// Blocks a key in `partition` with one job and owes it a DLQ write.
+    fn owe_one(w: &mut DlqWriter, q: &mut KeyQueues, partition: i32) {
+        let j = job(partition, 0);
+        let qk = j.qkey();
+        let generation = q.block(qk.clone(), VecDeque::from([j]), None);
+        w.owe(qk, generation);
+    }
+
     /// Keys in partitions 0..n, each blocked with one job and owed a DLQ write.
     fn owed(w: &mut DlqWriter, n: i32) -> KeyQueues {
         let mut q = KeyQueues::default();
         for p in 0..n {
-            let j = job(p, 0);
-            let qk = j.qkey();
-            let generation = q.block(qk.clone(), VecDeque::from([j]), None);
-            w.owe(qk, generation);
+            owe_one(w, &mut q, p);
         }
         q
     }
@@ -196,9 +201,7 @@ mod tests {
         let mut q = owed(&mut w, 3);
         w.send_next(&q, |_| record(100));
         assert_eq!((w.in_flight.len(), w.waiting.len()), (3, 0));
-        let more = job(7, 0);
-        let generation = q.block(more.qkey(), VecDeque::from([job(7, 0)]), None);
-        w.owe(more.qkey(), generation);
+        owe_one(&mut w, &mut q, 7);
         w.send_next(&q, |_| record(100));
         assert_eq!(
             (w.in_flight.len(), w.waiting.len()),
