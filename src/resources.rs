@@ -42,6 +42,24 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU time of the whole machine so far, all CPUs together, in seconds: (busy,
+/// idle), idle counting I/O wait; `None` where `/proc` is not available.
+pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // "cpu  user nice system idle iowait irq softirq steal guest guest_nice", in
+    // USER_HZ ticks; guest time is already counted in user and nice.
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(((ticks.iter().sum::<f64>() - idle) / 100.0, idle / 100.0))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -65,5 +83,19 @@ mod tests {
         }
         let after = super::cpu_seconds().unwrap();
         assert!(after - before >= 0.1, "{before} -> {after}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_machine_counts_this_process_as_busy() {
+        let (busy, idle) = super::machine_cpu_seconds().expect("Linux has /proc/stat");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let (busy_after, idle_after) = super::machine_cpu_seconds().unwrap();
+        assert!(busy_after - busy >= 0.1, "busy {busy} -> {busy_after}");
+        assert!(idle_after >= idle, "idle {idle} -> {idle_after}");
     }
 }

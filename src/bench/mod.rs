@@ -4,6 +4,7 @@
 
 mod ceiling;
 mod child;
+mod cpu;
 mod latency;
 mod table;
 
@@ -23,6 +24,7 @@ use crate::{
     producer::{self, WireFormat},
     store::{self, Store},
 };
+use cpu::{CpuUse, with_cpu};
 pub use table::Table;
 use table::{Row, thousands};
 
@@ -245,8 +247,8 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         expect_finished("3", &process, n)?;
         processes.push((process, cpu));
     }
-    let noop_rate_of = |(r, _): &(Rate, Option<f64>)| r.per_second();
-    let process_rate_of = |(s, _): &(Summary, Option<f64>)| s.per_second.unwrap_or(0.0);
+    let noop_rate_of = |(r, _): &(Rate, Option<CpuUse>)| r.per_second();
+    let process_rate_of = |(s, _): &(Summary, Option<CpuUse>)| s.per_second.unwrap_or(0.0);
     let noop_rates: Vec<f64> = noops.iter().map(noop_rate_of).collect();
     let process_rates: Vec<f64> = processes.iter().map(process_rate_of).collect();
     let peak_rss = processes.iter().filter_map(|(s, _)| s.peak_rss_bytes).max();
@@ -346,7 +348,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     // run. Run 3's median run is measured the same way for the ratio.
     let while_reading = |s: &Summary| s.sustained_per_second.unwrap_or(0.0);
     let process_reading = while_reading(&process);
-    let reading_rate_of = |(s, _): &(Summary, Option<f64>)| while_reading(s);
+    let reading_rate_of = |(s, _): &(Summary, Option<CpuUse>)| while_reading(s);
     let failing_rates: Vec<f64> = failings.iter().map(reading_rate_of).collect();
     let clearing_rates: Vec<f64> = clearings.iter().map(reading_rate_of).collect();
     let (failing, failing_cpu) = median_by(failings, reading_rate_of);
@@ -450,8 +452,13 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             process.processed,
             process.seconds.unwrap_or(0.0)
         ),
-        cpu_note("1b", cfg, noop_cpu, None),
-        cpu_note("3", cfg, process_cpu, process.cpu_seconds),
+        cpu::note("1b", cfg.bootstrap_servers.is_none(), noop_cpu, None),
+        cpu::note(
+            "3",
+            cfg.bootstrap_servers.is_none(),
+            process_cpu,
+            process.cpu_seconds,
+        ),
         format!(
             "4, 4b \"while reading\": orders finished (stored; dead-lettered ones included) from the first message until the last one was read, per second of that time. 3 measured the same way: {} orders/s. The orders still waiting for a retry then finish within their backoff (up to 1 s + 2 s) and the DLQ write.",
             thousands(process_reading)
@@ -463,9 +470,19 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             list(&clearing_rates)
         ),
         failure_note("4", &failing, process_rate),
-        cpu_note("4", cfg, failing_cpu, failing.cpu_seconds),
+        cpu::note(
+            "4",
+            cfg.bootstrap_servers.is_none(),
+            failing_cpu,
+            failing.cpu_seconds,
+        ),
         failure_note("4b", &clearing, process_rate),
-        cpu_note("4b", cfg, clearing_cpu, clearing.cpu_seconds),
+        cpu::note(
+            "4b",
+            cfg.bootstrap_servers.is_none(),
+            clearing_cpu,
+            clearing.cpu_seconds,
+        ),
         format!(
             "5: {} orders after {:.0} s of warm-up at the same rate; from the order's creation in the producer to the commit of its batch in the store; max {} ms.",
             latency.samples,
@@ -497,39 +514,6 @@ fn median_by<T>(mut items: Vec<T>, key: impl Fn(&T) -> f64) -> T {
     items.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let middle = items.len() / 2;
     items.swap_remove(middle)
-}
-
-/// Runs `f` and says how much CPU this process used meanwhile.
-async fn with_cpu<T>(f: impl Future<Output = T>) -> (T, Option<f64>) {
-    let before = crate::resources::cpu_seconds();
-    let out = f.await;
-    let used = before
-        .zip(crate::resources::cpu_seconds())
-        .map(|(b, a)| a - b);
-    (out, used)
-}
-
-/// Where a stage's CPU went: with the embedded broker, this process is the broker
-/// (plus the no-op consumer in 1b), and `process` runs in a process of its own.
-fn cpu_note(stage: &str, cfg: &Config, here: Option<f64>, child: Option<f64>) -> String {
-    let secs = |c: Option<f64>| c.map_or("unknown".into(), |c| format!("{c:.1} s"));
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match (cfg.bootstrap_servers.is_none(), child.is_some()) {
-        (true, true) => format!(
-            "{stage}: CPU meanwhile on {cpus} CPUs: embedded broker {}, processor {} (its start-up included).",
-            secs(here),
-            secs(child)
-        ),
-        (true, false) => format!(
-            "{stage}: CPU meanwhile on {cpus} CPUs: embedded broker and no-op consumer {}.",
-            secs(here)
-        ),
-        (false, _) => format!(
-            "{stage}: CPU meanwhile on {cpus} CPUs: this process {}, processor {}.",
-            secs(here),
-            secs(child)
-        ),
-    }
 }
 
 fn say(what: std::fmt::Arguments<'_>) {
