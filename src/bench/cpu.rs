@@ -1,7 +1,7 @@
 //! CPU use during a stage. Besides the total, a sampler reads this process's and
 //! the machine's CPU time every 0.1 s. With the embedded broker in this process,
 //! that shows whether the broker is bound by one core while the machine has CPU
-//! to spare: Tansu 0.6 runs all its SQL on one connection, one statement at a time.
+//! to spare: Tansu 0.6 serves every storage request on one task, one at a time.
 
 use std::{
     sync::{
@@ -143,7 +143,7 @@ mod tests {
         assert!(used.seconds >= 0.3, "{used:?}");
         let b = used.busy.expect("a spinning stage has busy samples");
         assert!(b.of >= 8 && b.samples >= 1, "{b:?}");
-        // The machine's busy time includes this process's (ticks of 10 ms apart).
+        // The machine's busy time includes this process's (both counted in 10 ms ticks).
         assert!(b.machine >= b.cores - 0.2, "{b:?}");
     }
 }

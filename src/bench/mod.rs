@@ -438,6 +438,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let embedded = cfg.bootstrap_servers.is_none();
     t.notes = vec![
         format!(
             "1a and 2, then 1b and 3, ran {} times, alternately; the table shows the median run of each. 1a: {} msgs/s; 2: {} orders/s; 1b: {} msgs/s; 3: {} orders/s.",
@@ -452,13 +453,8 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             process.processed,
             process.seconds.unwrap_or(0.0)
         ),
-        cpu::note("1b", cfg.bootstrap_servers.is_none(), noop_cpu, None),
-        cpu::note(
-            "3",
-            cfg.bootstrap_servers.is_none(),
-            process_cpu,
-            process.cpu_seconds,
-        ),
+        cpu::note("1b", embedded, noop_cpu, None),
+        cpu::note("3", embedded, process_cpu, process.cpu_seconds),
         format!(
             "4, 4b \"while reading\": orders finished (stored; dead-lettered ones included) from the first message until the last one was read, per second of that time. 3 measured the same way: {} orders/s. The orders still waiting for a retry then finish within their backoff (up to 1 s + 2 s) and the DLQ write.",
             thousands(process_reading)
@@ -470,19 +466,9 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             list(&clearing_rates)
         ),
         failure_note("4", &failing, process_rate),
-        cpu::note(
-            "4",
-            cfg.bootstrap_servers.is_none(),
-            failing_cpu,
-            failing.cpu_seconds,
-        ),
+        cpu::note("4", embedded, failing_cpu, failing.cpu_seconds),
         failure_note("4b", &clearing, process_rate),
-        cpu::note(
-            "4b",
-            cfg.bootstrap_servers.is_none(),
-            clearing_cpu,
-            clearing.cpu_seconds,
-        ),
+        cpu::note("4b", embedded, clearing_cpu, clearing.cpu_seconds),
         format!(
             "5: {} orders after {:.0} s of warm-up at the same rate; from the order's creation in the producer to the commit of its batch in the store; max {} ms.",
             latency.samples,
