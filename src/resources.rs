@@ -60,8 +60,20 @@ pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
     Some(((ticks.iter().sum::<f64>() - idle) / 100.0, idle / 100.0))
 }
 
+/// Keeps the calling thread busy on the CPU for `d`, for tests of CPU accounting.
+#[cfg(test)]
+pub(crate) fn spin(d: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < d {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::spin;
+
     #[test]
     #[cfg(target_os = "linux")]
     fn peak_rss_is_read_on_linux() {
@@ -76,11 +88,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn cpu_time_grows_with_work() {
         let before = super::cpu_seconds().expect("Linux has /proc/self/stat");
-        let start = std::time::Instant::now();
-        let mut x = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(300) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
+        spin(std::time::Duration::from_millis(300));
         let after = super::cpu_seconds().unwrap();
         assert!(after - before >= 0.1, "{before} -> {after}");
     }
@@ -89,11 +97,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn the_machine_counts_this_process_as_busy() {
         let (busy, idle) = super::machine_cpu_seconds().expect("Linux has /proc/stat");
-        let start = std::time::Instant::now();
-        let mut x = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(300) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
+        spin(std::time::Duration::from_millis(300));
         let (busy_after, idle_after) = super::machine_cpu_seconds().unwrap();
         assert!(busy_after - busy >= 0.1, "busy {busy} -> {busy_after}");
         assert!(idle_after >= idle, "idle {idle} -> {idle_after}");

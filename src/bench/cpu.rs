@@ -131,14 +131,7 @@ mod tests {
     #[tokio::test]
     #[cfg(target_os = "linux")]
     async fn a_stage_that_spins_is_sampled_as_busy() {
-        let (_, used) = with_cpu(async {
-            let start = Instant::now();
-            let mut x = 0u64;
-            while start.elapsed() < Duration::from_secs(1) {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
-        })
-        .await;
+        let (_, used) = with_cpu(async { crate::resources::spin(Duration::from_secs(1)) }).await;
         let used = used.expect("Linux has /proc");
         assert!(used.seconds >= 0.3, "{used:?}");
         let b = used.busy.expect("a spinning stage has busy samples");
