@@ -9,7 +9,7 @@ use rdkafka::{
     config::FromClientConfigAndContext,
     consumer::{Consumer, ConsumerContext},
     error::KafkaError,
-    producer::FutureProducer,
+    producer::{BaseProducer, FutureProducer, Producer},
     types::RDKafkaErrorCode,
 };
 
@@ -29,12 +29,19 @@ pub enum Error {
         topic: String,
         code: RDKafkaErrorCode,
     },
-    #[error("admin request to {bootstrap} failed: {source}; is a broker running there?")]
-    Admin {
-        bootstrap: String,
-        #[source]
-        source: KafkaError,
-    },
+    #[error(transparent)]
+    Admin(Box<AdminError>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("admin request to {bootstrap} failed: {source}; {hint}")]
+pub struct AdminError {
+    bootstrap: String,
+    #[source]
+    source: KafkaError,
+    /// What the client saw of the connection (an authentication or TLS failure)
+    /// or, when it saw nothing, what to check.
+    hint: String,
 }
 
 /// What every orderflow producer is: idempotent with acks=all (no duplicates or
@@ -54,6 +61,63 @@ pub struct KafkaConfig {
     /// broker calls for); `overrides` still win over them.
     pub consumer_settings: Vec<(String, String)>,
     pub overrides: Vec<(String, String)>,
+}
+
+/// A client context that keeps what librdkafka reported of its failed
+/// connections, so that a failed request can say why (a wrong password, an
+/// untrusted certificate) instead of only that the broker could not be reached.
+#[derive(Default)]
+pub struct LastError(std::sync::Mutex<Seen>);
+
+#[derive(Default)]
+pub struct Seen {
+    reason: Option<String>,
+    /// An authentication or TLS failure: retrying will not help.
+    fatal: bool,
+}
+
+impl LastError {
+    /// What to say with a failed request.
+    pub fn hint(&self) -> String {
+        match &self.lock().reason {
+            Some(e) => format!("the connection failed: {e}"),
+            None => "is a broker running there?".into(),
+        }
+    }
+
+    /// Whether the client was refused for a reason that retrying will not mend.
+    pub fn refused(&self) -> bool {
+        self.lock().fatal
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error.clone(), reason);
+        let code = error.rdkafka_error_code();
+        let fatal = matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        );
+        let mut seen = self.lock();
+        // "All brokers are down" follows every failed connection and says less
+        // than the failure before it.
+        if fatal || !seen.fatal && code != Some(RDKafkaErrorCode::AllBrokersDown) {
+            seen.reason = Some(reason.to_string());
+            seen.fatal |= fatal;
+        } else if seen.reason.is_none() {
+            seen.reason = Some(reason.to_string());
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for LastError {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
 }
 
 /// The context of every consumer: quiet about reaching the end of a partition,
@@ -192,15 +256,33 @@ impl KafkaConfig {
             &self.client_config(&[]),
             DefaultClientContext,
         )?;
-        let admin_error = |source: KafkaError| Error::Admin {
-            bootstrap: self.bootstrap_servers.clone(),
-            source,
+        // Metadata comes through a producer that nothing else uses: polling it
+        // serves librdkafka's log of the failed connection to `LastError`, which an
+        // admin client, polling only for its own results, would leave unread.
+        let probe: BaseProducer<LastError> =
+            self.create("client", &self.client_config(&[]), LastError::default())?;
+        let admin_error = |source: KafkaError| {
+            Error::Admin(Box::new(AdminError {
+                bootstrap: self.bootstrap_servers.clone(),
+                source,
+                hint: probe.context().hint(),
+            }))
         };
         // Asking first keeps brokers from logging an error for every existing topic.
-        let metadata = admin
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(30))
-            .map_err(admin_error)?;
+        // Asked a second at a time, so that a refused password or certificate ends
+        // the wait at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let metadata = loop {
+            match probe.client().fetch_metadata(None, Duration::from_secs(1)) {
+                Ok(m) => break m,
+                Err(e) => {
+                    probe.poll(Duration::from_millis(100));
+                    if probe.context().refused() || std::time::Instant::now() > deadline {
+                        return Err(admin_error(e));
+                    }
+                }
+            }
+        };
         let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
         let new: Vec<NewTopic> = topics
             .iter()
