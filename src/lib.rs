@@ -16,6 +16,7 @@ pub mod console;
 mod demo;
 pub mod dlq;
 pub mod kafka;
+pub mod local_kafka;
 pub mod order;
 pub mod processor;
 pub mod producer;

@@ -1,6 +1,8 @@
 //! Command-line interface. Every flag can also be set through the environment as
 //! `ORDERFLOW_<FLAG>` (flags win over the environment, which wins over defaults).
 
+mod kafka;
+
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
@@ -34,8 +36,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Kafka bootstrap servers (host:port,...) [default: 127.0.0.1:9092; bench: its
-    /// own embedded broker]
+    /// Kafka bootstrap servers (host:port,...) [default: 127.0.0.1:9092; bench: a
+    /// broker of its own, see --broker]
     #[arg(long, global = true, env = "ORDERFLOW_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// librdkafka property key=value, repeatable (e.g. -X security.protocol=SASL_SSL);
@@ -82,6 +84,9 @@ pub enum Command {
     /// Run the embedded Kafka-compatible broker in the foreground
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
+    /// Run a local Apache Kafka cluster in the foreground (needs Java 17 and Maven,
+    /// which fetches the broker from Maven Central once)
+    Kafka(kafka::KafkaArgs),
     /// Manage topics
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -121,10 +126,18 @@ pub struct BenchArgs {
     /// alternately; the table shows the median run of each
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// Directory for the embedded broker and the stores [default: a temporary
-    /// directory, removed afterwards]
+    /// Directory for the broker and the stores [default: a temporary directory,
+    /// removed afterwards]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The broker to start and measure against (unless --bootstrap-servers names one)
+    #[arg(
+        long,
+        env = "ORDERFLOW_BENCH_BROKER",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub broker: crate::bench::broker::Choice,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -471,6 +484,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => crate::demo::run(common, args).await,
         Command::Bench(args) => bench(common, args).await,
+        Command::Kafka(args) => kafka::run(args).await,
         Command::Orders(OrdersCommand::List(args)) => {
             let store = args.store.open_required().await?;
             let filter = Filter {
@@ -561,6 +575,7 @@ async fn bench(common: &Common, args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let cfg = crate::bench::Config {
+        broker: args.broker,
         bootstrap_servers: common.bootstrap_servers.clone(),
         consumer_settings: common.c.clone(),
         overrides: common.x.clone(),
