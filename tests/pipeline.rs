@@ -25,9 +25,10 @@ fn fail_over_100() -> Box<Simulated> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_order_is_processed_once_and_failures_reach_the_dlq_after_max_attempts() {
-    let env = TestEnv::start(1).await;
+async fn every_order_is_processed_once_and_failures_reach_the_dlq_after_max_attempts(
+    broker: Broker,
+) {
+    let env = TestEnv::start(broker, 1).await;
     let orders: Vec<Order> = (0..150).map(|_| random_order()).collect();
     env.produce_orders(&orders).await;
 
@@ -100,9 +101,9 @@ async fn every_order_is_processed_once_and_failures_reach_the_dlq_after_max_atte
         let h = &e.headers;
         assert_eq!(h[record::H_ATTEMPTS], "3");
         assert_eq!(h[record::H_KIND], "transient");
-        assert_eq!(h[record::H_TOPIC], TOPIC);
+        assert_eq!(h[record::H_TOPIC], env.topic);
         assert_eq!(h[record::H_PARTITION], "0");
-        assert_eq!(h[record::H_GROUP], "order-group");
+        assert_eq!(h[record::H_GROUP], env.group);
         let offset: i64 = h[record::H_OFFSET].parse().unwrap();
         let pos = orders.iter().position(|o| o.order_id == id).unwrap();
         assert_eq!(offset, pos as i64, "original offset");
@@ -113,9 +114,8 @@ async fn every_order_is_processed_once_and_failures_reach_the_dlq_after_max_atte
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_messages_go_to_the_dlq_at_once_and_processing_continues() {
-    let env = TestEnv::start(1).await;
+async fn bad_messages_go_to_the_dlq_at_once_and_processing_continues(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
     let valid = random_order();
     let truncated = avro::Writer::new().encode(&valid);
     let invalid = Order {
@@ -201,9 +201,8 @@ async fn bad_messages_go_to_the_dlq_at_once_and_processing_continues() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retrying_order_does_not_block_other_keys() {
-    let env = TestEnv::start(1).await;
+async fn a_retrying_order_does_not_block_other_keys(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
     let failing = order_with_price(120.0);
     let mut orders = vec![failing.clone()];
     orders.extend((0..99).map(|i| order_with_price(10.0 + f64::from(i) * 0.5)));
@@ -263,9 +262,8 @@ impl Handler for FailFirstAttempt {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_with_one_key_stay_in_order_behind_a_retry() {
-    let env = TestEnv::start(1).await;
+async fn orders_with_one_key_stay_in_order_behind_a_retry(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
     let first = random_order();
     let second = random_order();
     let other = random_order();
@@ -294,9 +292,8 @@ async fn orders_with_one_key_stay_in_order_behind_a_retry() {
     assert_eq!(order, [other.order_id, first.order_id, second.order_id]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_processor_loses_nothing_on_restart() {
-    let env = TestEnv::start(1).await;
+async fn a_crashed_processor_loses_nothing_on_restart(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
     let orders: Vec<Order> = (0..400).map(|_| random_order()).collect();
     env.produce_orders(&orders).await;
 
@@ -348,9 +345,8 @@ async fn a_crashed_processor_loses_nothing_on_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_formats_flow_through_the_processor() {
-    let env = TestEnv::start(1).await;
+async fn seed_formats_flow_through_the_processor(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
     let a = order_with_price(45.67);
     let b = random_order();
     env.produce_raw(vec![
@@ -379,13 +375,12 @@ async fn seed_formats_flow_through_the_processor() {
     assert_eq!(report.aggregates.total.avg(), Some(45.67));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_producer_delivers_every_order_at_the_requested_rate() {
+async fn the_producer_delivers_every_order_at_the_requested_rate(broker: Broker) {
     use orderflow::producer::{self, Output, WireFormat};
-    let env = TestEnv::start(2).await;
+    let env = TestEnv::start(broker, 2).await;
     let cfg = producer::Config {
         kafka: env.kafka.clone(),
-        topic: TOPIC.into(),
+        topic: env.topic.clone(),
         rate: Some(50.0),
         count: Some(25),
         format: WireFormat::Avro,
@@ -435,3 +430,13 @@ async fn the_producer_delivers_every_order_at_the_requested_rate() {
         .collect();
     assert_eq!(ids, sent);
 }
+
+on_both_brokers!(
+    every_order_is_processed_once_and_failures_reach_the_dlq_after_max_attempts,
+    bad_messages_go_to_the_dlq_at_once_and_processing_continues,
+    a_retrying_order_does_not_block_other_keys,
+    orders_with_one_key_stay_in_order_behind_a_retry,
+    a_crashed_processor_loses_nothing_on_restart,
+    seed_formats_flow_through_the_processor,
+    the_producer_delivers_every_order_at_the_requested_rate,
+);

@@ -4,20 +4,14 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    process::{Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use common::*;
 use orderflow::{
     aggregate::Aggregates,
     order::{Order, random_order},
     processor::{Processor, Report, Simulated},
-    store::{Batch, Filter, Finished, Status, Store},
+    store::{Batch, Finished, Status, Store},
 };
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
@@ -43,124 +37,17 @@ async fn store_urls(dir: &Path) -> Vec<String> {
     urls
 }
 
-/// Starts `orderflow process` with its log appended to `log`, which a failing
-/// test prints.
-fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("processor log file opens");
-    Command::new(env!("CARGO_BIN_EXE_orderflow"))
-        .args([
-            "process",
-            "--bootstrap-servers",
-            &env.kafka.bootstrap_servers,
-            "--store",
-            store,
-        ])
-        .args([
-            "--fail-when",
-            "price>140",
-            "--backoff",
-            "30ms",
-            "--backoff-max",
-            "100ms",
-        ])
-        // Killed members must leave the group quickly. A rebalance waits for the
-        // members it knows to rejoin for up to max.poll.interval.ms (5 minutes by
-        // default), longer than these tests allow a run.
-        .args([
-            "-C",
-            "session.timeout.ms=6000",
-            "-C",
-            "heartbeat.interval.ms=500",
-            "-C",
-            "max.poll.interval.ms=10000",
-        ])
-        .args(extra)
-        .env("ORDERFLOW_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("orderflow process starts")
-}
-
-fn run_to_end(env: &TestEnv, store: &str, log: &Path) {
-    let mut child = spawn_processor(env, store, log, &["--exit-at-end"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!(
-                "orderflow process --exit-at-end did not finish within 180 s; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success());
-}
-
-/// Checks the invariants: exactly the produced orders, each finished once, and
-/// stored aggregates equal to a recomputation from the rows.
-async fn check_store(store: &Store, orders: &[Order]) {
-    let rows = all_rows(store).await;
-    assert_eq!(rows.len(), orders.len(), "one row per produced order");
-    let by_id: HashMap<&str, &Order> = orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
-    let mut recomputed = Aggregates::default();
-    for r in &rows {
-        let o = by_id[r.id.as_str()];
-        let expect = if o.price.unwrap() > 140.0 {
-            "dlq"
-        } else {
-            "processed"
-        };
-        assert_eq!(r.status, expect, "{}", r.id);
-        if r.status == "processed" {
-            recomputed.add(o);
-        }
-    }
-    for r in rows.iter().step_by(7) {
-        let (_, events) = store.show(&r.id).await.unwrap().unwrap();
-        let finals = events
-            .iter()
-            .filter(|e| e.kind == "processed" || e.kind == "dlq")
-            .count();
-        assert_eq!(finals, 1, "one final event for {}: {events:?}", r.id);
-    }
-    let stored = store.aggregates().await.unwrap();
-    assert_eq!(stored.total.orders, recomputed.total.orders);
-    assert_eq!(stored.total.units, recomputed.total.units);
-    assert!((stored.total.price_sum - recomputed.total.price_sum).abs() < 1e-6);
-    assert_eq!(stored.total.price_min, recomputed.total.price_min);
-    assert_eq!(stored.total.price_max, recomputed.total.price_max);
-    assert_eq!(stored.by_product.len(), recomputed.by_product.len());
-    for (p, s) in &recomputed.by_product {
-        assert_eq!(stored.by_product[p].orders, s.orders, "{p}");
-        assert!(
-            (stored.by_product[p].price_sum - s.price_sum).abs() < 1e-6,
-            "{p}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
+async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     for (n, url) in store_urls(dir.path()).await.into_iter().enumerate() {
         let log = dir.path().join(format!("processors-{n}.log"));
-        let env = TestEnv::start(1).await;
+        let env = TestEnv::start(broker, 1).await;
         let orders: Vec<Order> = (0..5_000).map(|_| random_order()).collect();
         let producing = {
-            let (kafka, orders) = (env.kafka.clone(), orders.clone());
+            let (producer, orders) = (env.producer(), orders.clone());
             tokio::spawn(async move {
-                let env = common::Producer { kafka };
                 for chunk in orders.chunks(500) {
-                    env.produce_orders(chunk).await;
+                    producer.produce_orders(chunk).await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             })
@@ -177,52 +64,47 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processors_one_killed_on_four_partitions() {
+async fn two_processors_one_killed_on_four_partitions(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     for (n, url) in store_urls(dir.path()).await.into_iter().enumerate() {
         let log = |name: &str| dir.path().join(format!("{name}-{n}.log"));
-        let env = TestEnv::start(4).await;
+        let env = TestEnv::start(broker, 4).await;
         let orders: Vec<Order> = (0..3_000).map(|_| random_order()).collect();
-        // `a` joins first and so leads the group; the members killed while others
-        // live are followers. Tansu 0.6 loses a group whose leader dies while
-        // another member lives, and gives a dead member's partitions to nobody
-        // until a new member joins (README, "Limits of the embedded broker").
-        // Apache Kafka has neither limit; this test is about the processors.
+        // `a` joins first and so leads the group.
         let a = spawn_processor(&env, &url, &log("a"), &[]);
         wait_for_log(&log("a"), "assigned partitions=[0, 1, 2, 3]").await;
         let b = spawn_processor(&env, &url, &log("b"), &[]);
         wait_for_log(&log("b"), "assigned partitions").await;
         env.produce_orders(&orders[..1_500]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        b.kill(); // in the middle of its work
-        env.produce_orders(&orders[1_500..]).await;
-        // A new member makes the group rebalance: `b`'s partitions move to `a`
-        // and `c`, from the positions `b` stored.
-        let c = spawn_processor(&env, &url, &log("c"), &[]);
-        wait_for_log(&log("c"), "assigned partitions").await;
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        c.kill();
-        a.kill();
+        match broker {
+            Broker::Kafka => {
+                // Apache Kafka: the leader itself may die, in the middle of its work;
+                // once its session times out the survivor takes every partition over
+                // from the positions `a` stored, with no new member joining.
+                a.kill();
+                env.produce_orders(&orders[1_500..]).await;
+                wait_for_log_after(&log("b"), "assigned", "assigned partitions=[0, 1, 2, 3]").await;
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                b.kill();
+            }
+            Broker::Embedded => {
+                // Tansu 0.6 loses a group whose leader dies while another member
+                // lives, and gives a dead member's partitions to nobody until a new
+                // member joins (README, "Limits of the embedded broker"). So here a
+                // follower dies, and a new member makes the group rebalance: `b`'s
+                // partitions move to `a` and `c`, from the positions `b` stored.
+                b.kill();
+                env.produce_orders(&orders[1_500..]).await;
+                let c = spawn_processor(&env, &url, &log("c"), &[]);
+                wait_for_log(&log("c"), "assigned partitions").await;
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                c.kill();
+                a.kill();
+            }
+        }
         run_to_end(&env, &url, &log("final"));
         check_store(&Store::connect(&url).await.unwrap(), &orders).await;
-    }
-}
-
-/// Waits until `needle` appears in a processor's log.
-async fn wait_for_log(log: &Path, needle: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{needle:?} not seen in 60 s; {} says:\n{text}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -246,30 +128,19 @@ async fn process_with_store(env: &TestEnv, store: &Arc<Store>, group: &str) -> R
     .unwrap()
 }
 
-async fn all_rows(store: &Store) -> Vec<orderflow::store::StoredOrder> {
-    store
-        .list(&Filter {
-            limit: 1_000_000,
-            ..Filter::default()
-        })
-        .await
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replaying_the_topic_changes_nothing_in_the_store() {
+async fn replaying_the_topic_changes_nothing_in_the_store(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     for url in store_urls(dir.path()).await {
-        let env = TestEnv::start(2).await;
+        let env = TestEnv::start(broker, 2).await;
         let orders: Vec<Order> = (0..400).map(|_| random_order()).collect();
         env.produce_orders(&orders).await;
         let store = Arc::new(Store::connect(&url).await.unwrap());
-        let first = process_with_store(&env, &store, "order-group").await;
+        let first = process_with_store(&env, &store, &env.group).await;
         let before = all_rows(&store).await;
         let aggregates_before = store.aggregates().await.unwrap();
 
         // A fresh group reads everything again (as after a group reset).
-        let replay = process_with_store(&env, &store, "replay-group").await;
+        let replay = process_with_store(&env, &store, &format!("{}-replay", env.group)).await;
         assert_eq!(
             replay.processed, first.processed,
             "the replay did read everything"
@@ -283,7 +154,7 @@ async fn replaying_the_topic_changes_nothing_in_the_store() {
         check_store(&store, &orders).await;
 
         // The same group again: the stored offsets say everything is done.
-        let again = process_with_store(&env, &store, "order-group").await;
+        let again = process_with_store(&env, &store, &env.group).await;
         assert_eq!(again.processed, 0);
     }
 }
@@ -306,6 +177,7 @@ fn finished(o: &Order, offset: i64) -> Finished {
 
 /// The store inserts many orders per statement and falls back to one at a time
 /// when some were stored before; either way each order counts once.
+
 #[tokio::test]
 async fn a_batch_with_orders_stored_before_counts_only_the_new_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,7 +234,7 @@ async fn a_batch_with_orders_stored_before_counts_only_the_new_ones() {
     }
 }
 
-/// Kafka's committed offset of `order-group` on partition 0.
+/// Kafka's committed offset of the test's group on partition 0.
 fn committed_offset(env: &TestEnv) -> i64 {
     use rdkafka::{
         Offset, TopicPartitionList,
@@ -370,11 +242,11 @@ fn committed_offset(env: &TestEnv) -> i64 {
     };
     let consumer: BaseConsumer = env
         .kafka
-        .client_config(&[("group.id", "order-group")])
+        .client_config(&[("group.id", &env.group)])
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(TOPIC, 0);
+    tpl.add_partition(&env.topic, 0);
     let committed = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
@@ -393,12 +265,11 @@ async fn wait_for_rows(store: &Store, n: usize) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_database_pauses_processing_and_nothing_is_lost() {
+async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orders.db");
     let url = format!("sqlite://{}", path.display());
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::start(broker, 1).await;
     let store = Arc::new(Store::connect(&url).await.unwrap());
     let first: Vec<Order> = (0..100).map(|_| random_order()).collect();
     env.produce_orders(&first).await;
@@ -445,3 +316,10 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost() {
         "offsets catch up after the outage"
     );
 }
+
+on_both_brokers!(
+    kill_dash_nine_at_random_moments_applies_every_order_exactly_once,
+    two_processors_one_killed_on_four_partitions,
+    replaying_the_topic_changes_nothing_in_the_store,
+    a_locked_database_pauses_processing_and_nothing_is_lost,
+);

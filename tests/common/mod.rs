@@ -1,10 +1,13 @@
-//! Test harness: each test gets its own embedded broker on a free port with a
-//! temporary data directory, and helpers to produce, process and read the DLQ.
+//! Test harness: each test runs on the brokers that `ORDERFLOW_TEST_BROKER` selects
+//! (`embedded`, `kafka` or `both`, the default), with topics and a group of its own:
+//! on an embedded broker of its own (free port, temporary data directory), or on the
+//! one-node Apache Kafka cluster that every test of the binary shares. Helpers
+//! produce, process and read the DLQ.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -13,55 +16,139 @@ use orderflow::{
     codec::{Format, avro},
     dlq::{self, consumer::DlqEvent},
     kafka::KafkaConfig,
+    local_kafka::{self, Cluster},
     order::{Order, random_order},
     processor::{self, Event, Handler, Processor, backoff::Backoff},
 };
 use rdkafka::producer::FutureRecord;
 use tokio::time::Instant;
+
+pub mod processes;
+#[allow(unused_imports)] // not every test binary runs child processes
+pub use processes::*;
 use tokio_util::sync::CancellationToken;
 
-/// A child process killed with SIGKILL when dropped, so that a test that fails
-/// leaves no process behind.
-pub struct KillOnDrop(pub std::process::Child);
+/// The brokers a test can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    /// The embedded Tansu broker, one per test.
+    Embedded,
+    /// Apache Kafka: one node per test binary (see [`shared_kafka`]).
+    Kafka,
+}
 
-impl KillOnDrop {
-    /// SIGKILL, as a crash would.
-    pub fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Broker {
+    /// Whether `ORDERFLOW_TEST_BROKER` (embedded, kafka or both; both by default)
+    /// selects this broker. Any other value is a mistake, not a reason to run less.
+    pub fn selected(self) -> bool {
+        let choice = std::env::var("ORDERFLOW_TEST_BROKER").unwrap_or_else(|_| "both".into());
+        match (choice.as_str(), self) {
+            ("both", _) | ("embedded", Broker::Embedded) | ("kafka", Broker::Kafka) => true,
+            ("embedded" | "kafka", _) => false,
+            (other, _) => panic!("ORDERFLOW_TEST_BROKER={other}: expected embedded, kafka or both"),
+        }
     }
 }
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.stop();
+/// Defines, for each named `async fn NAME(broker: Broker)`, the tests `NAME::embedded`
+/// and `NAME::kafka`, each run only when its broker is selected.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                $crate::common::run_on($crate::common::Broker::Embedded, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kafka() {
+                $crate::common::run_on($crate::common::Broker::Kafka, super::$name).await
+            }
+        }
+    )*};
+}
+
+pub async fn run_on<F: Future<Output = ()>>(broker: Broker, test: impl FnOnce(Broker) -> F) {
+    if broker.selected() {
+        test(broker).await
+    } else {
+        eprintln!("not run on {broker:?}: ORDERFLOW_TEST_BROKER deselects it");
     }
 }
 
-pub const TOPIC: &str = "orders";
-pub const DLQ: &str = "orders_dlq";
+/// The one-node Apache Kafka cluster of this test binary, started on first use in
+/// a directory of its own under the target directory (emptied at start), and killed
+/// when the binary exits. Fetching the runtime or starting the node fails the test.
+pub fn shared_kafka() -> &'static Cluster {
+    static KAFKA: OnceLock<Cluster> = OnceLock::new();
+    KAFKA.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("kafka-{}", env!("CARGO_CRATE_NAME")));
+        let _ = std::fs::remove_dir_all(&dir);
+        Cluster::start(&local_kafka::Spec::new(1, dir)).unwrap_or_else(|e| {
+            panic!(
+                "Apache Kafka for the tests did not start: {e}\n(ORDERFLOW_TEST_BROKER=embedded runs the tests on the embedded broker alone)"
+            )
+        })
+    })
+}
 
 pub struct TestEnv {
-    pub broker: EmbeddedBroker,
+    pub kind: Broker,
+    /// Held so that the embedded broker lives as long as the test.
+    pub broker: Option<EmbeddedBroker>,
     pub kafka: KafkaConfig,
+    /// This test's topics and consumer group.
+    pub topic: String,
+    pub dlq: String,
+    pub group: String,
     _dir: tempfile::TempDir,
 }
 
 impl TestEnv {
-    pub async fn start(partitions: i32) -> TestEnv {
+    pub async fn start(kind: Broker, partitions: i32) -> TestEnv {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("ORDERFLOW_LOG"))
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path())
-            .await
-            .expect("embedded broker starts");
-        let mut kafka = broker.kafka_config(&[], &[]);
+        let (broker, kafka) = match kind {
+            Broker::Embedded => {
+                let broker =
+                    EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path())
+                        .await
+                        .expect("embedded broker starts");
+                let kafka = broker.kafka_config(&[], &[]);
+                (Some(broker), kafka)
+            }
+            Broker::Kafka => {
+                let cluster = tokio::task::spawn_blocking(shared_kafka).await.unwrap();
+                (None, cluster.kafka_config())
+            }
+        };
+        TestEnv::on(kind, broker, kafka, partitions, 1, dir).await
+    }
+
+    /// A test on a cluster of its own (e.g. three Kafka nodes): its topics get
+    /// `replication` replicas.
+    pub async fn on_cluster(cluster: &Cluster, partitions: i32, replication: i32) -> TestEnv {
+        TestEnv::on_kafka(cluster.kafka_config(), partitions, replication).await
+    }
+
+    /// A test on the Kafka cluster that `kafka` reaches (a listener of its choice).
+    pub async fn on_kafka(kafka: KafkaConfig, partitions: i32, replication: i32) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestEnv::on(Broker::Kafka, None, kafka, partitions, replication, dir).await
+    }
+
+    async fn on(
+        kind: Broker,
+        broker: Option<EmbeddedBroker>,
+        mut kafka: KafkaConfig,
+        partitions: i32,
+        replication: i32,
+        dir: tempfile::TempDir,
+    ) -> TestEnv {
         // Fast group joins and failure detection keep the tests short.
         kafka
             .overrides
@@ -69,13 +156,20 @@ impl TestEnv {
         kafka
             .overrides
             .push(("heartbeat.interval.ms".into(), "500".into()));
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let topic = format!("orders-{tag}");
+        let dlq = format!("{topic}_dlq");
         kafka
-            .create_topics(&[TOPIC, DLQ], partitions, 1)
+            .create_topics(&[&topic, &dlq], partitions, replication)
             .await
             .expect("topics created");
         TestEnv {
+            kind,
             broker,
             kafka,
+            topic,
+            dlq,
+            group: format!("order-group-{tag}"),
             _dir: dir,
         }
     }
@@ -91,11 +185,15 @@ impl TestEnv {
     pub fn producer(&self) -> Producer {
         Producer {
             kafka: self.kafka.clone(),
+            topic: self.topic.clone(),
         }
     }
 
     pub fn processor_config(&self, backoff_ms: u64) -> processor::Config {
         let mut cfg = processor::Config::new(self.kafka.clone());
+        cfg.topic = self.topic.clone();
+        cfg.dlq_topic = self.dlq.clone();
+        cfg.group = self.group.clone();
         cfg.backoff = Backoff {
             base: Duration::from_millis(backoff_ms),
             max: Duration::from_millis(backoff_ms * 8),
@@ -108,7 +206,7 @@ impl TestEnv {
     pub async fn read_dlq(&self) -> Vec<DlqEvent> {
         let cfg = dlq::consumer::Config {
             kafka: self.kafka.clone(),
-            topic: DLQ.into(),
+            topic: self.dlq.clone(),
             group: format!("dlq-reader-{}", uuid::Uuid::new_v4()),
         };
         let drain = CancellationToken::new();
@@ -129,22 +227,33 @@ impl TestEnv {
     }
 }
 
-/// Sends test messages to the orders topic.
+/// Sends test messages to a test's orders topic.
 pub struct Producer {
     pub kafka: KafkaConfig,
+    pub topic: String,
 }
 
 impl Producer {
+    /// Sends the messages in order, all queued at once, and waits for every
+    /// delivery; a message that is not delivered fails the test.
     pub async fn produce_raw(&self, messages: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
         let producer = self.kafka.producer(&[]).expect("producer");
+        let mut deliveries = Vec::with_capacity(messages.len());
         for (key, payload) in &messages {
-            let mut r = FutureRecord::to(TOPIC).payload(payload);
+            let mut r = FutureRecord::to(&self.topic).payload(payload);
             if let Some(k) = key {
                 r = r.key(k);
             }
-            producer
-                .send(r, Duration::from_secs(10))
-                .await
+            deliveries.push(
+                producer
+                    .send_result(r)
+                    .map_err(|(e, _)| e)
+                    .expect("message queued"),
+            );
+        }
+        for d in deliveries {
+            d.await
+                .expect("producer alive")
                 .map_err(|(e, _)| e)
                 .expect("delivered");
         }
