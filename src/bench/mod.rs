@@ -2,6 +2,7 @@
 //! processor, each against a ceiling measured in the same run on the same broker
 //! (a plain librdkafka producer, a no-op librdkafka consumer), in one table.
 
+pub mod broker;
 mod ceiling;
 mod child;
 mod cpu;
@@ -57,12 +58,16 @@ pub enum Error {
     #[cfg(feature = "embedded-broker")]
     #[error(transparent)]
     Broker(#[from] crate::broker::Error),
-    #[error("this build has no embedded broker: pass --bootstrap-servers")]
+    #[error("this build has no embedded broker: pass --bootstrap-servers or --broker kafka")]
     NoBroker,
+    #[error("the local Apache Kafka: {0}")]
+    LocalKafka(#[from] crate::local_kafka::Error),
 }
 
 pub struct Config {
-    /// Where the broker is; `None` starts an embedded one with its log in `data_dir`.
+    /// Which broker to start when `bootstrap_servers` names none.
+    pub broker: broker::Choice,
+    /// A broker of the user's; `None` starts one (see `broker`) in `data_dir`.
     pub bootstrap_servers: Option<String>,
     /// `-C` librdkafka properties for consumers.
     pub consumer_settings: Vec<(String, String)>,
@@ -110,31 +115,19 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         dir: cfg.data_dir.clone(),
         source,
     })?;
-    #[cfg(feature = "embedded-broker")]
-    let mut _broker = None;
-    let (kafka, broker_name) = match &cfg.bootstrap_servers {
-        Some(b) => (
-            KafkaConfig {
-                bootstrap_servers: b.clone(),
-                consumer_settings: cfg.consumer_settings.clone(),
-                overrides: cfg.overrides.clone(),
-            },
-            b.clone(),
-        ),
-        #[cfg(feature = "embedded-broker")]
-        None => {
-            let b = crate::broker::EmbeddedBroker::start(
-                "127.0.0.1:0".parse().expect("a valid address"),
-                &cfg.data_dir.join("broker"),
-            )
-            .await?;
-            let kafka = b.kafka_config(&cfg.consumer_settings, &cfg.overrides);
-            _broker = Some(b);
-            (kafka, "embedded Tansu 0.6 (SQLite storage)".to_string())
-        }
-        #[cfg(not(feature = "embedded-broker"))]
-        None => return Err(Error::NoBroker),
+    let base = KafkaConfig {
+        bootstrap_servers: String::new(),
+        consumer_settings: cfg.consumer_settings.clone(),
+        overrides: cfg.overrides.clone(),
     };
+    let (running, kafka, broker_name) = broker::start(
+        cfg.broker,
+        cfg.bootstrap_servers.as_deref(),
+        &base,
+        &cfg.data_dir,
+    )
+    .await?;
+    let on_kafka = matches!(running, broker::Running::Kafka(_));
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let topic = |what: &str| format!("bench-{run_id}-{what}");
     let (raw_topic, orders_topic, latency_topic, dlq_topic) = (
@@ -157,7 +150,8 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     let failure_dlq_topics: Vec<String> = (1..=cfg.runs)
         .map(|round| topic(&format!("dlq-{round}")))
         .collect();
-    let all_topics: Vec<&str> = [&raw_topic, &latency_topic, &dlq_topic]
+    let fast_latency_topic = topic("latency-fast");
+    let all_topics: Vec<&str> = [&raw_topic, &latency_topic, &fast_latency_topic, &dlq_topic]
         .into_iter()
         .chain(&produce_topics)
         .chain(&failure_dlq_topics)
@@ -216,7 +210,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     };
     // One run of either can be off by a third on a shared VM. Alternating them
     // exposes both to the same drift; the median run of each counts.
-    let (mut noops, mut processes) = (Vec::new(), Vec::new());
+    let (mut noops, mut processes, mut storeless) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=cfg.runs {
         let of = format!("({run}/{})", cfg.runs);
         say(format_args!(
@@ -246,6 +240,18 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         let process = process?;
         expect_finished("3", &process, n)?;
         processes.push((process, cpu));
+        say(format_args!("3n {of}: orderflow process --store none"));
+        let bare = child::process(
+            &cfg.exe,
+            &kafka,
+            &child::ProcessRun {
+                store: "none".into(),
+                ..processor_run(&format!("storeless-{run}"), None, None)
+            },
+        )
+        .await?;
+        expect_finished("3n", &bare, n)?;
+        storeless.push(bare);
     }
     let noop_rate_of = |(r, _): &(Rate, Option<CpuUse>)| r.per_second();
     let process_rate_of = |(s, _): &(Summary, Option<CpuUse>)| s.per_second.unwrap_or(0.0);
@@ -254,6 +260,11 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
     let peak_rss = processes.iter().filter_map(|(s, _)| s.peak_rss_bytes).max();
     let (noop, noop_cpu) = median_by(noops, noop_rate_of);
     let (process, process_cpu) = median_by(processes, process_rate_of);
+    let storeless_rates: Vec<f64> = storeless
+        .iter()
+        .map(|s| s.per_second.unwrap_or(0.0))
+        .collect();
+    let bare = median_by(storeless, |s| s.per_second.unwrap_or(0.0));
 
     // Before the failure run, which writes many headed DLQ records: a Tansu 0.6
     // without our header index (one we did not start) scans them all on every
@@ -270,6 +281,21 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         store: Arc::new(Store::connect(&store_url("latency.db")).await?),
         rate: cfg.latency_rate,
         orders: cfg.latency_orders,
+    })
+    .await?;
+    let fast_rate = cfg.latency_rate * 10.0;
+    say(format_args!(
+        "5b: latency at {fast_rate} orders/s, {} orders",
+        cfg.latency_orders * 10
+    ));
+    let fast_latency = latency::measure(latency::Setup {
+        kafka: &kafka,
+        topic: &fast_latency_topic,
+        dlq_topic: &dlq_topic,
+        group: &topic("latency-fast"),
+        store: Arc::new(Store::connect(&store_url("latency-fast.db")).await?),
+        rate: fast_rate,
+        orders: cfg.latency_orders * 10,
     })
     .await?;
 
@@ -384,8 +410,24 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             process_rate,
             "orders",
             Some(("1b", noop.per_second())),
+            // On the embedded broker the broker is the bound, on Kafka the store.
+            Some(if on_kafka { 0.6 } else { 0.9 }),
+        ),
+        rate_row(
+            "3n",
+            "orderflow process --store none".into(),
+            bare.per_second.unwrap_or(0.0),
+            "orders",
+            Some(("1b", noop.per_second())),
             Some(0.9),
         ),
+        Row {
+            id: "3c",
+            what: "processor CPU per order in 3 (user+sys)".into(),
+            result: cpu_per_order(&process).map_or("unknown".into(), |us| format!("{us:.2} us")),
+            versus: None,
+            target: cpu_per_order(&process).map(|us| ("<= 2.5 us".into(), us <= 2.5)),
+        },
         rate_row(
             "4",
             format!(
@@ -424,6 +466,18 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             )),
         },
         Row {
+            id: "5b",
+            what: format!("latency produce -> stored at {}/s", thousands(fast_rate)),
+            result: format!(
+                "p50 {} / p95 {} / p99 {} ms",
+                ms(fast_latency.p50),
+                ms(fast_latency.p95),
+                ms(fast_latency.p99)
+            ),
+            versus: None,
+            target: None,
+        },
+        Row {
             id: "6",
             what: "peak RSS of the processor in 3 (highest run)".into(),
             result: peak_rss.map_or("unknown".into(), mb),
@@ -438,7 +492,7 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let embedded = cfg.bootstrap_servers.is_none();
+    let embedded = running.is_embedded();
     t.notes = vec![
         format!(
             "1a and 2, then 1b and 3, ran {} times, alternately; the table shows the median run of each. 1a: {} msgs/s; 2: {} orders/s; 1b: {} msgs/s; 3: {} orders/s.",
@@ -455,6 +509,11 @@ pub async fn run(cfg: &Config) -> Result<Table, Error> {
         ),
         cpu::note("1b", embedded, noop_cpu, None),
         cpu::note("3", embedded, process_cpu, process.cpu_seconds),
+        format!(
+            "3n: the processor alone, no store; {} orders/s in its runs; CPU {} per order. 3c: the processor's CPU time (its start-up and group join included) over the orders it processed.",
+            list(&storeless_rates),
+            cpu_per_order(&bare).map_or("unknown".into(), |us| format!("{us:.2} us"))
+        ),
         format!(
             "4, 4b \"while reading\": orders finished (stored; dead-lettered ones included) from the first message until the last one was read, per second of that time. 3 measured the same way: {} orders/s. The orders still waiting for a retry then finish within their backoff (up to 1 s + 2 s) and the DLQ write.",
             thousands(process_reading)
@@ -493,6 +552,14 @@ fn failure_note(stage: &str, s: &Summary, process_rate: f64) -> String {
         100.0 * end_to_end / process_rate,
         s.peak_rss_bytes.map_or("unknown".into(), mb)
     )
+}
+
+/// The processor's CPU time per order, in microseconds.
+fn cpu_per_order(s: &Summary) -> Option<f64> {
+    let orders = s.processed + s.dead_lettered;
+    s.cpu_seconds
+        .filter(|_| orders > 0)
+        .map(|c| c * 1e6 / orders as f64)
 }
 
 /// The middle element by `key` (the upper one of an even count).
