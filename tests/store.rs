@@ -57,6 +57,14 @@ async fn kill_dash_nine_at_random_moments_applies_every_order_exactly_once(broke
             let wait = rand::rng().random_range(2_000..5_000);
             tokio::time::sleep(Duration::from_millis(wait)).await;
             child.kill();
+            if broker == Broker::Embedded {
+                // The only member, and so the leader, died. Tansu 0.6 never forms
+                // the group again if another member joins before it has evicted
+                // the dead one (README, "Limits of the embedded broker"), so the
+                // next processor starts once its session (6 s) has run out.
+                // Apache Kafka takes the new member at once.
+                tokio::time::sleep(Duration::from_secs(8)).await;
+            }
         }
         producing.await.unwrap();
         run_to_end(&env, &url, &log);
