@@ -111,9 +111,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Orders for the throughput runs
-    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub orders: u64,
+    /// Orders for the throughput runs [default: 200000 on the embedded broker,
+    /// 1000000 on Kafka]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub orders: Option<u64>,
     /// Orders for the latency run
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub latency_orders: u64,
