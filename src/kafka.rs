@@ -146,14 +146,24 @@ pub fn log_client_error(error: KafkaError, reason: &str) {
 /// End-of-partition events alone cannot tell: one seen before the last messages
 /// were fetched would end a drain early. This asks the broker (a blocking round
 /// trip), so callers only use it once the events say they are at the end.
-pub fn caught_up<C: ConsumerContext, K: Consumer<C>>(consumer: &K) -> Result<bool, KafkaError> {
+///
+/// The high watermarks are asked through `watermarks`, a client of the same
+/// cluster. The consumer's own connection would do, but Kafka answers a
+/// connection's requests in order, so there the question waits behind a fetch
+/// held for up to `fetch.wait.max.ms` (half a second by default).
+pub fn caught_up<C: ConsumerContext, K: Consumer<C>, W: ClientContext>(
+    consumer: &K,
+    watermarks: &rdkafka::client::Client<W>,
+) -> Result<bool, KafkaError> {
     let timeout = Duration::from_secs(10);
     let assignment = consumer.assignment()?;
     if assignment.count() == 0 {
         return Ok(false);
     }
     let positions = consumer.position()?;
-    let committed = consumer.committed_offsets(assignment.clone(), timeout)?;
+    // Asked of the group coordinator only for partitions not read from yet: the
+    // round trip took half a second on Apache Kafka.
+    let mut committed: Option<rdkafka::TopicPartitionList> = None;
     for e in assignment.elements() {
         let (topic, partition) = (e.topic(), e.partition());
         let offset_in = |tpl: &rdkafka::TopicPartitionList| match tpl
@@ -163,11 +173,17 @@ pub fn caught_up<C: ConsumerContext, K: Consumer<C>>(consumer: &K) -> Result<boo
             Some(rdkafka::Offset::Offset(o)) => Some(o),
             _ => None,
         };
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        let next = offset_in(&positions)
-            .or_else(|| offset_in(&committed))
-            .unwrap_or(low);
-        if next.max(low) < high {
+        let next = match offset_in(&positions) {
+            Some(o) => Some(o),
+            None => {
+                if committed.is_none() {
+                    committed = Some(consumer.committed_offsets(assignment.clone(), timeout)?);
+                }
+                committed.as_ref().and_then(offset_in)
+            }
+        };
+        let (low, high) = watermarks.fetch_watermarks(topic, partition, timeout)?;
+        if next.unwrap_or(low).max(low) < high {
             return Ok(false);
         }
     }

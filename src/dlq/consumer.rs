@@ -123,7 +123,10 @@ pub async fn run(
     let mut at_end: HashSet<i32> = HashSet::new();
     let mut seen = 0u64;
     loop {
-        if drain.is_cancelled() && all_at_end(&consumer, &at_end) && kafka::caught_up(&consumer)? {
+        if drain.is_cancelled()
+            && all_at_end(&consumer, &at_end)
+            && kafka::caught_up(&consumer, consumer.client())?
+        {
             break;
         }
         tokio::select! {

@@ -71,6 +71,12 @@ pub struct DlqWriter {
 }
 
 impl DlqWriter {
+    /// The writer's client, free to ask the cluster questions that the consumer's
+    /// connection would answer only after its pending fetch.
+    pub fn client(&self) -> &rdkafka::client::Client<impl rdkafka::ClientContext> {
+        rdkafka::producer::Producer::client(&self.producer)
+    }
+
     pub fn new(producer: FutureProducer, topic: String) -> Self {
         DlqWriter {
             producer,

@@ -231,6 +231,10 @@ pub struct Report {
 /// How long a processor may wait for partitions before it says so.
 const UNASSIGNED_WARNING: Duration = Duration::from_secs(60);
 
+/// How often an idle processor that drains (`--exit-at-end`) asks the broker
+/// whether it has read everything.
+const END_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// State shared with the rebalance callbacks, which librdkafka runs inside `recv`.
 #[derive(Default)]
 struct Shared {
@@ -407,7 +411,12 @@ impl Processor {
         drain: &CancellationToken,
     ) -> Result<(), Error> {
         let mut commit_tick = tokio::time::interval(self.config.commit_interval);
-        let mut last_end_check = Instant::now();
+        let (mut last_end_check, mut last_received) = (Instant::now(), Instant::now());
+        // While draining, the loop wakes this often to look for the end: the
+        // end-of-partition event can come a whole fetch wait (500 ms on Apache
+        // Kafka) after the last message, and can be lost to a seek.
+        let mut end_tick = tokio::time::interval(END_CHECK_INTERVAL);
+        end_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut retry_timer, mut flush_timer) = (Timer::new(), Timer::new());
         let started = Instant::now();
@@ -435,6 +444,7 @@ impl Processor {
                 msg = run.consumer.recv(), if can_read => match msg {
                     Ok(m) => {
                         let now = Instant::now();
+                        last_received = now;
                         run.report.first_message.get_or_insert(now);
                         run.report.last_message = Some(now);
                         run.report.finished_by_last_message = run.report.finished;
@@ -462,6 +472,7 @@ impl Processor {
                         );
                     }
                 }
+                _ = end_tick.tick(), if drain.is_cancelled() => {}
                 // Nothing else is ready: store what is waiting now rather than when
                 // its timer says. Under load the batch fills first; when idle, an
                 // order is stored without waiting for others.
@@ -477,11 +488,14 @@ impl Processor {
                     let o = &run.shared.lock().expect("lock").offsets;
                     (o.idle(), o.all_done())
                 };
-                // End-of-partition events say when to look; as they can be lost
-                // (a seek discards one already queued), idle also looks now and then.
-                if idle && (at_end || last_end_check.elapsed() >= Duration::from_secs(1)) {
+                // End-of-partition events say when to look; as they can be late or
+                // lost, a processor that has read nothing for a while looks too (a
+                // round trip to the broker, so never while messages flow).
+                let quiet = last_received.elapsed() >= END_CHECK_INTERVAL
+                    && last_end_check.elapsed() >= END_CHECK_INTERVAL;
+                if idle && (at_end || quiet) {
                     last_end_check = Instant::now();
-                    if kafka::caught_up(&run.consumer).map_err(Error::Consume)? {
+                    if kafka::caught_up(&run.consumer, run.dlq.client()).map_err(Error::Consume)? {
                         return Ok(());
                     }
                 }
