@@ -70,7 +70,7 @@ pub struct KafkaConfig {
 pub struct LastError(std::sync::Mutex<Seen>);
 
 #[derive(Default)]
-pub struct Seen {
+struct Seen {
     reason: Option<String>,
     /// An authentication or TLS failure: retrying will not help.
     fatal: bool,
@@ -145,7 +145,8 @@ pub fn log_client_error(error: KafkaError, reason: &str) {
 ///
 /// End-of-partition events alone cannot tell: one seen before the last messages
 /// were fetched would end a drain early. This asks the broker (a blocking round
-/// trip), so callers only use it once the events say they are at the end.
+/// trip), so callers only use it when the events say they are at the end or when
+/// nothing has arrived for a while.
 ///
 /// The high watermarks are asked through `watermarks`, a client of the same
 /// cluster. The consumer's own connection would do, but Kafka answers a

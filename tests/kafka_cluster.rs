@@ -46,24 +46,6 @@ async fn produce_at(producer: &Producer, orders: &[Order], rate: usize) {
     }
 }
 
-/// Waits until the store holds `n` orders, or fails with the processor's log.
-async fn wait_for_orders(store: &Store, n: usize, log: &std::path::Path) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let have = all_rows(store).await.len();
-        if have >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{have} of {n} orders stored after 180 s; {} says:\n{}",
-            log.display(),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_while_orders_flow_loses_and_repeats_nothing() {
     let mut cluster = cluster().await;
@@ -87,7 +69,7 @@ async fn a_broker_killed_and_restarted_while_orders_flow_loses_and_repeats_nothi
     producing.await.expect("every order delivered");
 
     let store = Store::connect(&url).await.unwrap();
-    wait_for_orders(&store, orders.len(), &log).await;
+    wait_for_rows(&store, orders.len(), 180, Some(&log)).await;
     assert!(
         processor.terminate().success(),
         "the processor stops cleanly"
@@ -116,7 +98,7 @@ async fn the_group_leader_killed_while_another_member_runs_hands_over_its_partit
     // and finishes the run from where `a` stored its positions.
     wait_for_log_after(&log_b, "assigned", "assigned partitions=[0, 1, 2, 3]").await;
     let store = Store::connect(&url).await.unwrap();
-    wait_for_orders(&store, orders.len(), &log_b).await;
+    wait_for_rows(&store, orders.len(), 180, Some(&log_b)).await;
     assert!(b.terminate().success(), "the survivor stops cleanly");
     check_store(&store, &orders).await;
 }

@@ -264,15 +264,6 @@ fn committed_offset(env: &TestEnv) -> i64 {
     }
 }
 
-async fn wait_for_rows(store: &Store, n: usize) {
-    within(90, async {
-        while all_rows(store).await.len() < n {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-}
-
 async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orders.db");
@@ -291,7 +282,7 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker)
         .with_store(store.clone())
         .run(shutdown.clone(), CancellationToken::new()),
     );
-    wait_for_rows(&store, 100).await;
+    wait_for_rows(&store, 100, 90, None).await;
 
     // Another process holds the write lock for longer than the store waits for it.
     let db = libsql::Builder::new_local(&path).build().await.unwrap();
@@ -311,7 +302,7 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker)
     );
 
     blocker.execute("ROLLBACK", ()).await.unwrap();
-    wait_for_rows(&store, 200).await;
+    wait_for_rows(&store, 200, 90, None).await;
     shutdown.cancel();
     within(60, processor).await.unwrap().unwrap();
     let all: Vec<Order> = first.into_iter().chain(second).collect();

@@ -196,14 +196,6 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// The PLAINTEXT bootstrap list of all nodes.
     pub fn bootstrap_servers(&self) -> String {
         self.list(|p| Some(p.plaintext))

@@ -94,7 +94,6 @@ pub fn shared_kafka() -> &'static Cluster {
 }
 
 pub struct TestEnv {
-    pub kind: Broker,
     /// Held so that the embedded broker lives as long as the test.
     pub broker: Option<EmbeddedBroker>,
     pub kafka: KafkaConfig,
@@ -126,7 +125,7 @@ impl TestEnv {
                 (None, cluster.kafka_config())
             }
         };
-        TestEnv::on(kind, broker, kafka, partitions, 1, dir).await
+        TestEnv::on(broker, kafka, partitions, 1, dir).await
     }
 
     /// A test on a cluster of its own (e.g. three Kafka nodes): its topics get
@@ -138,11 +137,10 @@ impl TestEnv {
     /// A test on the Kafka cluster that `kafka` reaches (a listener of its choice).
     pub async fn on_kafka(kafka: KafkaConfig, partitions: i32, replication: i32) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestEnv::on(Broker::Kafka, None, kafka, partitions, replication, dir).await
+        TestEnv::on(None, kafka, partitions, replication, dir).await
     }
 
     async fn on(
-        kind: Broker,
         broker: Option<EmbeddedBroker>,
         mut kafka: KafkaConfig,
         partitions: i32,
@@ -164,7 +162,6 @@ impl TestEnv {
             .await
             .expect("topics created");
         TestEnv {
-            kind,
             broker,
             kafka,
             topic,

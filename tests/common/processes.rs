@@ -113,6 +113,28 @@ pub fn run_to_end(env: &TestEnv, store: &str, log: &Path) {
     assert!(status.success());
 }
 
+/// Waits until the store holds at least `n` orders; after `secs`, fails, with the
+/// log of the processor that was to store them when it has one.
+pub async fn wait_for_rows(store: &Store, n: usize, secs: u64, log: Option<&Path>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let have = all_rows(store).await.len();
+        if have >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{have} of {n} orders stored after {secs} s{}",
+            log.map_or(String::new(), |l| format!(
+                "; {} says:\n{}",
+                l.display(),
+                std::fs::read_to_string(l).unwrap_or_default()
+            ))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Checks the invariants: exactly the produced orders, each finished once, and
 /// stored aggregates equal to a recomputation from the rows.
 pub async fn check_store(store: &Store, orders: &[Order]) {
