@@ -150,8 +150,7 @@ impl Cluster {
             ports: &ports,
             keystore: tls.as_ref().map(|t| t.keystore.as_path()),
         };
-        let cluster_id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(uuid::Uuid::new_v4().as_bytes());
+        let cluster_id = new_cluster_id();
         let nodes: Vec<Node> = (1..=spec.nodes)
             .map(|id| Node {
                 id,
@@ -382,6 +381,19 @@ impl ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
+/// A random cluster id as Kafka writes them (URL-safe base64 of 16 bytes), never one
+/// that starts with '-': StorageTool's argument parser would read that as an option
+/// (Kafka's own `Uuid.randomUuid` skips those too).
+fn new_cluster_id() -> String {
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 fn format_storage(
     runtime: &Runtime,
     id: usize,
@@ -458,4 +470,17 @@ fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_are_never_read_as_options() {
+        // One id in 64 would start with '-' if nothing prevented it.
+        for _ in 0..2_000 {
+            let id = super::new_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+        }
+    }
 }
