@@ -255,10 +255,18 @@ impl KafkaConfig {
 
     /// An idempotent producer (acks=all, no duplicates or reordering on retry), as
     /// both the order producer and the processor's DLQ writer need.
-    pub fn producer(&self, defaults: &[(&str, &str)]) -> Result<FutureProducer, Error> {
-        let mut base = PRODUCER_DEFAULTS.to_vec();
-        base.extend_from_slice(defaults);
-        self.create("producer", &self.client_config(&base), DefaultClientContext)
+    pub fn producer(&self) -> Result<FutureProducer, Error> {
+        self.producer_with(DefaultClientContext)
+    }
+
+    /// The same idempotent producer, with a context of the caller's (one that
+    /// serves delivery reports itself, say).
+    pub fn producer_with<T, C>(&self, context: C) -> Result<T, Error>
+    where
+        C: ClientContext,
+        T: FromClientConfigAndContext<C>,
+    {
+        self.create("producer", &self.client_config(PRODUCER_DEFAULTS), context)
     }
 
     /// Creates the topics; topics that already exist are not an error.

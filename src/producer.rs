@@ -1,12 +1,18 @@
 //! The order producer: random orders at a steady rate, idempotent, keyed by order id.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
-use futures::{StreamExt, stream::FuturesUnordered};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::{
+    ClientContext, Message,
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, FutureRecord, future_producer::OwnedDeliveryResult},
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -68,8 +74,6 @@ pub enum Error {
 pub struct Report {
     pub sent: u64,
     pub delivered: u64,
-    /// Every order sent, in send order (kept for tests and the demo's checks).
-    pub order_ids: Vec<String>,
 }
 
 pub fn encode(format: WireFormat, writer: &avro::Writer, order: &Order) -> Vec<u8> {
@@ -80,6 +84,50 @@ pub fn encode(format: WireFormat, writer: &avro::Writer, order: &Order) -> Vec<u
     }
 }
 
+/// Delivery reports, counted (and shown) on librdkafka's own polling thread: no
+/// per-order future, channel or copy of the delivered message.
+struct Deliveries {
+    output: Output,
+    bar: Option<ProgressBar>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<KafkaError>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                match &self.output {
+                    Output::Lines(out) => out.line(format_args!(
+                        "Delivered to {} [{}] @ {}",
+                        m.topic(),
+                        m.partition(),
+                        m.offset()
+                    )),
+                    Output::Progress => self.bar.as_ref().expect("progress mode has a bar").inc(1),
+                    Output::Quiet => {}
+                }
+            }
+            Err((e, _)) => self.failed(e.clone()),
+        }
+    }
+}
+
+impl Deliveries {
+    fn failed(&self, e: KafkaError) {
+        tracing::error!(error = %e, "delivery failed");
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().expect("first error lock");
+        first.get_or_insert(e);
+    }
+}
+
 /// Sends orders until `count` is reached or `shutdown` is cancelled, then waits for
 /// every delivery report.
 pub async fn run(
@@ -87,38 +135,23 @@ pub async fn run(
     output: Output,
     shutdown: CancellationToken,
 ) -> Result<Report, Error> {
-    let producer: FutureProducer = cfg.kafka.producer(&[])?;
-    let writer = avro::Writer::new();
     let bar = matches!(output, Output::Progress).then(|| progress_bar(cfg.count.unwrap_or(0)));
-    let mut pending = FuturesUnordered::new();
-    let mut report = Report::default();
-    let mut failed = 0u64;
-    let mut first_error = None;
+    let deliveries = Deliveries {
+        output,
+        bar,
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    };
+    let producer: ThreadedProducer<Deliveries> = cfg.kafka.producer_with(deliveries)?;
+    let ctx = producer.context();
+    let writer = avro::Writer::new();
+    let mut sent = 0u64;
     let started = Instant::now();
 
-    let mut on_delivery = |result: Result<(i32, i64), KafkaError>, report: &mut Report| match result
-    {
-        Ok((partition, offset)) => {
-            report.delivered += 1;
-            match &output {
-                Output::Lines(out) => out.line(format_args!(
-                    "Delivered to {} [{partition}] @ {offset}",
-                    cfg.topic
-                )),
-                Output::Progress => bar.as_ref().expect("progress mode has a bar").inc(1),
-                Output::Quiet => {}
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "delivery failed");
-            failed += 1;
-            first_error.get_or_insert(e);
-        }
-    };
-
-    while cfg.count.is_none_or(|c| report.sent < c) && !shutdown.is_cancelled() {
+    while cfg.count.is_none_or(|c| sent < c) && !shutdown.is_cancelled() {
         if let Some(rate) = cfg.rate {
-            let due = started + Duration::from_secs_f64(report.sent as f64 / rate);
+            let due = started + Duration::from_secs_f64(sent as f64 / rate);
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
                 _ = shutdown.cancelled() => break,
@@ -126,70 +159,59 @@ pub async fn run(
         }
         let order = random_order();
         let payload = encode(cfg.format, &writer, &order);
-        if let Output::Lines(out) = &output {
+        if let Output::Lines(out) = &ctx.output {
             out.line(format_args!(
                 "Produced: {}",
                 describe(cfg.format, &order, &payload)
             ));
         }
-        let mut record = FutureRecord::to(&cfg.topic)
+        let mut record = BaseRecord::to(&cfg.topic)
             .key(&order.order_id)
             .payload(&payload);
         loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
+            match producer.send(record) {
+                Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // Backpressure: wait for a delivery to free room in the queue.
+                    // Backpressure: librdkafka's queue is full until deliveries free room.
                     record = r;
-                    match pending.next().await {
-                        Some(result) => on_delivery(owned(result), &mut report),
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
-                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err((e, _)) => {
-                    on_delivery(Err(e), &mut report);
+                    ctx.failed(e);
                     break;
                 }
             }
         }
-        report.sent += 1;
-        report.order_ids.push(order.order_id);
-        // Report deliveries as they come, without waiting.
-        while let Some(Some(result)) = futures::FutureExt::now_or_never(pending.next()) {
-            on_delivery(owned(result), &mut report);
-        }
+        sent += 1;
     }
-    while let Some(result) = pending.next().await {
-        on_delivery(owned(result), &mut report);
+    // librdkafka counts a message until its delivery report has been served, and
+    // fails each one after `message.timeout.ms`; the deadline is only a backstop.
+    let deadline = Instant::now() + FLUSH_TIMEOUT;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    if let Some(bar) = bar {
+    let delivered = ctx.delivered.load(Ordering::Relaxed);
+    let missing = sent.saturating_sub(delivered + ctx.failed.load(Ordering::Relaxed));
+    for _ in 0..missing {
+        ctx.failed(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut));
+    }
+    if let Some(bar) = &ctx.bar {
         bar.finish();
     }
-    match first_error {
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    match ctx.first_error.lock().expect("first error lock").take() {
         Some(first) => Err(Error::Undelivered {
             failed,
-            sent: report.sent,
+            sent,
             first,
             topic: cfg.topic.clone(),
         }),
-        None => Ok(report),
+        None => Ok(Report { sent, delivered }),
     }
 }
 
-/// A delivery report as (partition, offset); a report that never came (the
-/// producer went away) counts as a failed delivery.
-fn owned(
-    result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-) -> Result<(i32, i64), KafkaError> {
-    match result {
-        Ok(Ok(d)) => Ok((d.partition, d.offset)),
-        Ok(Err((e, _))) => Err(e),
-        Err(_) => Err(KafkaError::Canceled),
-    }
-}
+/// How long the end of a run waits for its last deliveries.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// The `Produced:` text: the order as JSON in the shape its format carries.
 fn describe(format: WireFormat, order: &Order, payload: &[u8]) -> String {

@@ -179,7 +179,7 @@ mod tests {
     /// `landed`, so nothing reaches librdkafka: they check what is started.
     fn writer() -> DlqWriter {
         let producer = KafkaConfig::new("127.0.0.1:1")
-            .producer(&[])
+            .producer()
             .expect("a producer needs no broker to be created");
         DlqWriter::new(producer, "dlq".into())
     }

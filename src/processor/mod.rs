@@ -381,7 +381,7 @@ impl Processor {
                 topic: cfg.topic.clone(),
                 source,
             })?;
-        let dlq = DlqWriter::new(cfg.kafka.producer(&[])?, cfg.dlq_topic.clone());
+        let dlq = DlqWriter::new(cfg.kafka.producer()?, cfg.dlq_topic.clone());
         let mut run = Run {
             consumer,
             shared,

@@ -234,7 +234,7 @@ impl Producer {
     /// Sends the messages in order, all queued at once, and waits for every
     /// delivery; a message that is not delivered fails the test.
     pub async fn produce_raw(&self, messages: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
-        let producer = self.kafka.producer(&[]).expect("producer");
+        let producer = self.kafka.producer().expect("producer");
         let mut deliveries = Vec::with_capacity(messages.len());
         for (key, payload) in &messages {
             let mut r = FutureRecord::to(&self.topic).payload(payload);
