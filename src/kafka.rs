@@ -259,6 +259,18 @@ impl KafkaConfig {
         self.producer_with(DefaultClientContext)
     }
 
+    /// The largest record our producers may send: librdkafka's `message.max.bytes`
+    /// as `-X` sets it, else its default (the broker's default topic limit,
+    /// 1,048,588, is larger).
+    pub fn message_max_bytes(&self) -> usize {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     /// The same idempotent producer, with a context of the caller's (one that
     /// serves delivery reports itself, say).
     pub fn producer_with<T, C>(&self, context: C) -> Result<T, Error>
@@ -331,6 +343,38 @@ impl KafkaConfig {
             }
         }
         Ok(created)
+    }
+}
+
+/// What a failed write to a topic calls for, decided in one place for every
+/// writer of ours: retrying helps most failures (a leader moving, a broker
+/// restarting), never these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFailure {
+    Retry,
+    /// The record is larger than the producer or the topic accepts.
+    TooLarge,
+    /// Nothing but an operator can fix it: the hint says what to do.
+    Fatal(&'static str),
+}
+
+pub fn classify_write_error(e: &KafkaError) -> WriteFailure {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge) => WriteFailure::TooLarge,
+        Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed) => {
+            WriteFailure::Fatal("grant this client's principal WRITE on the topic")
+        }
+        Some(C::Authentication | C::SaslAuthenticationFailed) => {
+            WriteFailure::Fatal("check the credentials given with -X sasl.username/sasl.password")
+        }
+        Some(C::UnknownTopic | C::UnknownTopicOrPartition | C::InvalidTopic) => {
+            WriteFailure::Fatal("create the topic (orderflow topics create) or name another one")
+        }
+        Some(C::InvalidRecord | C::InvalidRequiredAcks | C::Fatal) => {
+            WriteFailure::Fatal("the broker refuses these records for good; see the error")
+        }
+        _ => WriteFailure::Retry,
     }
 }
 

@@ -375,6 +375,110 @@ async fn seed_formats_flow_through_the_processor(broker: Broker) {
     assert_eq!(report.aggregates.total.avg(), Some(45.67));
 }
 
+/// Other producers' worst: each is dead-lettered with a reason, the valid order
+/// after them is processed, and the group's commit reaches the partition's end.
+async fn poison_pills_of_every_kind_are_dead_lettered_and_commits_reach_the_end(broker: Broker) {
+    use rand::RngExt as _;
+    let env = TestEnv::start(broker, 1).await;
+    let avro = avro::Writer::new();
+    let framing = avro.encode(&random_order())[..10].to_vec();
+    let mut huge = vec![0u8; 800_000];
+    rand::rng().fill(&mut huge[..]);
+    // The order id's length as an Avro long (zig-zag varint): 10 MB that never come.
+    let mut ten_mb_prefix = framing.clone();
+    let mut n = 20_000_000u64;
+    while n >= 0x80 {
+        ten_mb_prefix.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    ten_mb_prefix.extend([n as u8, b'a', b'b']);
+    let mut unknown_fingerprint = framing[..2].to_vec();
+    unknown_fingerprint.extend([9, 9, 9, 9, 9, 9, 9, 9, 2, b'x']);
+    let nan = avro::encode_seed_datum(&Order {
+        price: Some(f64::NAN),
+        ..random_order()
+    });
+    let valid = random_order();
+    let pills: Vec<(&[u8], Vec<u8>)> = vec![
+        (b"huge", huge.clone()),
+        (b"10mb", ten_mb_prefix),
+        (b"fingerprint", unknown_fingerprint),
+        (b"nan", nan),
+        (
+            b"negative",
+            br#"{"order_id":"n","user":"u","item":"burger","quantity":1,"price":-5}"#.to_vec(),
+        ),
+        (
+            b"vast",
+            br#"{"order_id":"v","user":"u","item":"burger","quantity":1,"price":1e999}"#.to_vec(),
+        ),
+        (
+            b"types",
+            br#"{"order_id":"t","user":"u","item":"burger","quantity":"two"}"#.to_vec(),
+        ),
+        (
+            b"utf8",
+            b"{\"order_id\":\"\xff\xfe\",\"user\":\"u\",\"item\":\"b\",\"quantity\":1}".to_vec(),
+        ),
+    ];
+    let mut messages: Vec<(Option<Vec<u8>>, Vec<u8>)> = pills
+        .iter()
+        .map(|(k, v)| (Some(k.to_vec()), v.clone()))
+        .collect();
+    messages.push((
+        Some(valid.order_id.clone().into_bytes()),
+        avro.encode(&valid),
+    ));
+    env.produce_raw(messages).await;
+
+    let log = Log::default();
+    let handler = Box::new(Simulated::default());
+    let report = within(90, process_to_end(env.processor_config(10), handler, &log)).await;
+    assert_eq!(
+        (report.processed, report.dead_lettered),
+        (1, pills.len() as u64)
+    );
+    assert_eq!(
+        env.committed_offset(),
+        pills.len() as i64 + 1,
+        "commits reach the end"
+    );
+
+    let dlq = env.read_dlq().await;
+    assert_eq!(dlq.len(), pills.len());
+    for e in &dlq {
+        let key = String::from_utf8_lossy(e.key.as_deref().unwrap()).into_owned();
+        let v = e
+            .value
+            .as_ref()
+            .unwrap_or_else(|| panic!("{key}: not a DLQ record"));
+        assert_eq!(e.headers[record::H_KIND], "permanent", "{key}");
+        assert!(
+            !v.reason.is_empty() && v.reason.len() < 2_100,
+            "{key}: {}",
+            v.reason
+        );
+    }
+    let big = dlq
+        .iter()
+        .find(|e| e.key.as_deref() == Some(b"huge"))
+        .unwrap();
+    assert!(big.raw.len() < 1_000_000, "{}", big.raw.len());
+    assert_eq!(big.headers[record::H_TRUNCATED], "value");
+    assert_eq!(big.headers[record::H_ORIGINAL_SIZE], "800000");
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&huge))
+    };
+    assert_eq!(big.headers[record::H_ORIGINAL_SHA256], sha);
+    let kept = big.value.as_ref().unwrap().original_bytes().unwrap();
+    assert!(
+        kept.len() > 500_000 && huge.starts_with(&kept),
+        "{}",
+        kept.len()
+    );
+}
+
 async fn the_producer_delivers_every_order_at_the_requested_rate(broker: Broker) {
     use orderflow::producer::{self, Output, WireFormat};
     let env = TestEnv::start(broker, 2).await;
@@ -435,4 +539,71 @@ on_both_brokers!(
     a_crashed_processor_loses_nothing_on_restart,
     seed_formats_flow_through_the_processor,
     the_producer_delivers_every_order_at_the_requested_rate,
+    poison_pills_of_every_kind_are_dead_lettered_and_commits_reach_the_end,
 );
+
+/// A DLQ topic whose record limit is below what we send: the broker refuses the
+/// record, which goes again without the original bytes (a hash and the size).
+/// Kafka alone: the embedded broker has no per-topic record limit.
+async fn a_dlq_record_the_topic_refuses_goes_again_without_the_original(broker: Broker) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let env = TestEnv::start(broker, 1).await;
+    let admin: AdminClient<_> = env.kafka.client_config(&[]).create().unwrap();
+    let limit =
+        AlterConfig::new(ResourceSpecifier::Topic(&env.dlq)).set("max.message.bytes", "4000");
+    let altered = admin
+        .alter_configs(&[limit], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let garbage = vec![0xffu8; 100_000];
+    env.produce_raw(vec![(Some(b"big".to_vec()), garbage.clone())])
+        .await;
+    let log = Log::default();
+    let handler = Box::new(Simulated::default());
+    let report = within(60, process_to_end(env.processor_config(10), handler, &log)).await;
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(env.committed_offset(), 1);
+    let dlq = env.read_dlq().await;
+    let v = dlq[0].value.as_ref().unwrap();
+    assert!(dlq[0].raw.len() < 4_000, "{}", dlq[0].raw.len());
+    assert_eq!(v.original_value, None);
+    assert_eq!(dlq[0].headers[record::H_ORIGINAL_SIZE], "100000");
+}
+
+/// A write that no retry can fix ends the run with an error that says what to
+/// do, instead of retrying forever; the order stays uncommitted.
+async fn a_missing_dlq_topic_fails_the_run_with_what_to_do(broker: Broker) {
+    use orderflow::processor::Error;
+    let env = TestEnv::start(broker, 1).await;
+    env.produce_raw(vec![(Some(b"g".to_vec()), vec![0xff, 0, 1])])
+        .await;
+    let mut cfg = env.processor_config(10);
+    cfg.dlq_topic = format!("{}-absent", env.topic);
+    cfg.kafka
+        .overrides
+        .push(("topic.metadata.propagation.max.ms".into(), "1000".into()));
+    let drain = CancellationToken::new();
+    drain.cancel();
+    let run = Processor::new(
+        cfg,
+        Box::new(Simulated::default()),
+        recorder(&Log::default()),
+    )
+    .run(CancellationToken::new(), drain);
+    let err = within(60, run).await.expect_err("the run fails");
+    assert!(matches!(err, Error::DlqWrite { .. }), "{err}");
+    assert!(err.to_string().contains("create the topic"), "{err}");
+    assert_eq!(env.committed_offset(), 0, "the order was not dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlq_record_the_topic_refuses_goes_again_without_the_original_on_kafka() {
+    run_on(
+        Broker::Kafka,
+        a_dlq_record_the_topic_refuses_goes_again_without_the_original,
+    )
+    .await
+}
+
+on_both_brokers!(a_missing_dlq_topic_fails_the_run_with_what_to_do);

@@ -242,28 +242,6 @@ async fn a_batch_with_orders_stored_before_counts_only_the_new_ones() {
     }
 }
 
-/// Kafka's committed offset of the test's group on partition 0.
-fn committed_offset(env: &TestEnv) -> i64 {
-    use rdkafka::{
-        Offset, TopicPartitionList,
-        consumer::{BaseConsumer, Consumer},
-    };
-    let consumer: BaseConsumer = env
-        .kafka
-        .client_config(&[("group.id", &env.group)])
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&env.topic, 0);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    match committed.elements()[0].offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
-    }
-}
-
 async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orders.db");
@@ -297,7 +275,7 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker)
         "nothing is written while locked"
     );
     assert!(
-        committed_offset(&env) <= 100,
+        env.committed_offset() <= 100,
         "no offset moves past unstored work"
     );
 
@@ -310,7 +288,7 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker)
     assert_eq!(aggregates.total.orders, 200);
     assert_eq!(all_rows(&store).await.len(), all.len());
     assert_eq!(
-        committed_offset(&env),
+        env.committed_offset(),
         200,
         "offsets catch up after the outage"
     );

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::order::Order;
 
@@ -17,6 +18,14 @@ pub const H_ATTEMPTS: &str = "orderflow.attempts";
 pub const H_KIND: &str = "orderflow.error.kind";
 pub const H_FIRST_FAILURE: &str = "orderflow.first.failure";
 pub const H_LAST_FAILURE: &str = "orderflow.last.failure";
+/// Set when the DLQ value keeps only the start of the original bytes: their full
+/// size and SHA-256 (hex), so the original can still be found and checked.
+pub const H_ORIGINAL_SIZE: &str = "orderflow.original.size";
+pub const H_ORIGINAL_SHA256: &str = "orderflow.original.sha256";
+pub const H_TRUNCATED: &str = "orderflow.original.truncated";
+
+/// The longest reason a DLQ value carries, in bytes (a reason quotes input).
+const REASON_MAX: usize = 2_000;
 
 /// Whether retrying could have helped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,17 +51,61 @@ pub struct DlqValue {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_value: Option<String>,
+    /// Present when the record would not have fit the DLQ whole: `original_value`
+    /// then holds only the first bytes (possibly none), and `failed_order` is null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_truncated: Option<Truncated>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Truncated {
+    pub size: usize,
+    pub sha256: String,
 }
 
 impl DlqValue {
     pub fn new(order: Option<&Order>, original: &[u8], reason: &str) -> Self {
         DlqValue {
             failed_order: order.map(|o| serde_json::to_value(o).expect("orders serialize")),
-            reason: reason.to_string(),
+            reason: cut(reason, REASON_MAX),
             original_value: order
                 .is_none()
                 .then(|| base64::engine::general_purpose::STANDARD.encode(original)),
+            original_truncated: None,
         }
+    }
+
+    /// The value as JSON of at most `max` bytes: whole when it fits; otherwise the
+    /// decoded order is dropped and the original bytes are cut to what fits, with
+    /// their full size and SHA-256 kept. A poison pill never makes a record the
+    /// DLQ refuses, so it never blocks its partition.
+    pub fn fitted(
+        order: Option<&Order>,
+        original: &[u8],
+        reason: &str,
+        max: usize,
+    ) -> (Vec<u8>, Option<Truncated>) {
+        let whole = DlqValue::new(order, original, reason);
+        let json = serde_json::to_vec(&whole).expect("DLQ values serialize");
+        if json.len() <= max {
+            return (json, None);
+        }
+        let mut v = DlqValue {
+            failed_order: None,
+            original_value: Some(String::new()),
+            original_truncated: Some(Truncated {
+                size: original.len(),
+                sha256: hex::encode(sha2::Sha256::digest(original)),
+            }),
+            ..whole
+        };
+        let frame = serde_json::to_vec(&v).expect("DLQ values serialize").len();
+        // base64 makes 4 characters of every 3 bytes.
+        let keep = (max.saturating_sub(frame) / 4 * 3).min(original.len());
+        v.original_value =
+            (keep > 0).then(|| base64::engine::general_purpose::STANDARD.encode(&original[..keep]));
+        let json = serde_json::to_vec(&v).expect("DLQ values serialize");
+        (json, v.original_truncated)
     }
 
     pub fn original_bytes(&self) -> Option<Vec<u8>> {
@@ -60,6 +113,18 @@ impl DlqValue {
             .as_deref()
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary, marked when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
 }
 
 /// Everything the headers record about a failure.
@@ -113,6 +178,40 @@ mod tests {
         assert!(json.contains(r#""failed_order":null"#), "{json}");
         let back: DlqValue = serde_json::from_str(&json).unwrap();
         assert_eq!(back.original_bytes().unwrap(), [0xff, 0, 1]);
+    }
+
+    #[test]
+    fn a_value_too_large_keeps_the_start_of_the_original_its_size_and_hash() {
+        let original: Vec<u8> = (0..800_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let reason = format!("undecodable message: {}", "x".repeat(5_000));
+        let (json, truncated) = DlqValue::fitted(None, &original, &reason, 100_000);
+        assert!(json.len() <= 100_000, "{}", json.len());
+        let v: DlqValue = serde_json::from_slice(&json).unwrap();
+        let t = v.original_truncated.clone().expect("marked as truncated");
+        assert_eq!(truncated, Some(t.clone()));
+        assert_eq!(t.size, 800_000);
+        assert_eq!(t.sha256, hex::encode(sha2::Sha256::digest(&original)));
+        let kept = v.original_bytes().unwrap();
+        // Three bytes in four characters of base64.
+        assert!(kept.len() > 72_000, "{}", kept.len());
+        assert_eq!(kept[..], original[..kept.len()]);
+        assert!(v.reason.len() < 2_100 && v.reason.ends_with("(5021 bytes in all)"));
+    }
+
+    #[test]
+    fn a_value_that_fits_is_whole_and_a_tiny_budget_keeps_only_the_hash() {
+        let o = crate::order::random_order();
+        let (whole, truncated) = DlqValue::fitted(Some(&o), b"abc", "r", 10_000);
+        assert_eq!(
+            whole,
+            serde_json::to_vec(&DlqValue::new(Some(&o), b"abc", "r")).unwrap()
+        );
+        assert_eq!(truncated, None);
+        let tiny: DlqValue =
+            serde_json::from_slice(&DlqValue::fitted(Some(&o), &[1; 5_000], "r", 10).0).unwrap();
+        assert_eq!(tiny.failed_order, None);
+        assert_eq!(tiny.original_value, None);
+        assert_eq!(tiny.original_truncated.unwrap().size, 5_000);
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Job {
     pub dlq_reason: Option<(String, ErrorKind)>,
     /// A DLQ write failed and must be repeated.
     pub dlq_pending: bool,
+    /// The DLQ refused the record as too large for it: write it again without
+    /// the original bytes.
+    pub dlq_refused_size: bool,
     pub received_ms: i64,
     /// Failed attempts, for the store.
     pub timeline: Vec<TimelineEvent>,
@@ -68,6 +71,7 @@ impl Job {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
+            dlq_refused_size: false,
             received_ms: now_ms(),
             timeline: Vec::new(),
         }
@@ -199,6 +203,7 @@ pub(super) mod tests {
             decoded: None,
             dlq_reason: None,
             dlq_pending: false,
+            dlq_refused_size: false,
             received_ms: 0,
             timeline: Vec::new(),
         }

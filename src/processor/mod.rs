@@ -31,8 +31,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     aggregate::Aggregates,
     codec::{DecodeError, Decoder, Format},
-    dlq::record::{DlqValue, ErrorKind, Provenance},
-    kafka::{self, KafkaConfig},
+    dlq::record::{
+        DlqValue, ErrorKind, H_ORIGINAL_SHA256, H_ORIGINAL_SIZE, H_TRUNCATED, Provenance,
+    },
+    kafka::{self, KafkaConfig, WriteFailure},
     order::{Order, now_ms},
     store::{self, Finished, Status, Store},
 };
@@ -59,6 +61,13 @@ pub enum Error {
     Consume(#[source] KafkaError),
     #[error("reading the order store: {0}")]
     Store(#[from] store::Error),
+    #[error("writing to the dead-letter topic {topic} failed for good: {source}; {hint}")]
+    DlqWrite {
+        topic: String,
+        #[source]
+        source: Box<KafkaError>,
+        hint: &'static str,
+    },
 }
 
 /// Why handling an order failed.
@@ -429,7 +438,7 @@ impl Processor {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 (qk, generation, result) = run.dlq.landed(), if run.dlq.in_flight() => {
-                    self.delivered(run, qk, generation, result);
+                    self.delivered(run, qk, generation, result)?;
                 }
                 _ = retry_timer.fired(), if retry_timer.is_armed() => {
                     for (qk, generation) in run.queues.take_due(Instant::now()) {
@@ -719,28 +728,44 @@ impl Processor {
         qk: QKey,
         generation: u64,
         result: Result<(), KafkaError>,
-    ) {
+    ) -> Result<(), Error> {
         let Some(mut jobs) = run.queues.unblock(&qk, generation) else {
-            return; // the partition was revoked meanwhile
+            return Ok(()); // the partition was revoked meanwhile
         };
-        match result {
-            Ok(()) => {
-                let head = jobs.pop_front().expect("a blocked key has a head");
-                self.dead_lettered(run, head);
-                self.work(run, qk, jobs);
+        let Err(e) = result else {
+            let head = jobs.pop_front().expect("a blocked key has a head");
+            self.dead_lettered(run, head);
+            self.work(run, qk, jobs);
+            return Ok(());
+        };
+        // The order must not be lost: it stays at the head and is written again,
+        // unless nothing but an operator can make the write succeed.
+        let head = jobs.front_mut().expect("a blocked key has a head");
+        head.dlq_pending = true;
+        let fatal = |hint| Error::DlqWrite {
+            topic: self.config.dlq_topic.clone(),
+            source: Box::new(e.clone()),
+            hint,
+        };
+        let retry_at = match kafka::classify_write_error(&e) {
+            WriteFailure::Fatal(hint) => return Err(fatal(hint)),
+            WriteFailure::TooLarge if head.dlq_refused_size => {
+                return Err(fatal(
+                    "raise the DLQ topic's max.message.bytes (the record holds only the failure and a hash of the original)",
+                ));
             }
-            Err(e) => {
-                // The order must not be lost: keep it at the head and write it again.
+            WriteFailure::TooLarge => {
+                tracing::warn!(error = %e, topic = %self.config.dlq_topic, "the DLQ refused a record as too large; writing it again without the original bytes");
+                head.dlq_refused_size = true;
+                Instant::now()
+            }
+            WriteFailure::Retry => {
                 tracing::error!(error = %e, topic = %self.config.dlq_topic, "DLQ write failed; retrying");
-                let head = jobs.front_mut().expect("a blocked key has a head");
-                head.dlq_pending = true;
-                run.queues.block(
-                    qk,
-                    jobs,
-                    Some(Instant::now() + self.config.backoff.max.min(Duration::from_secs(5))),
-                );
+                Instant::now() + self.config.backoff.max.min(Duration::from_secs(5))
             }
-        }
+        };
+        run.queues.block(qk, jobs, Some(retry_at));
+        Ok(())
     }
 
     /// At shutdown: record a landed DLQ write but start no new work.
@@ -850,13 +875,13 @@ impl Processor {
     }
 
     /// The DLQ record of a job bound for the DLQ: the seed's JSON value, and
-    /// headers that say where the order came from and how it failed.
+    /// headers that say where the order came from and how it failed; cut to what
+    /// the producer may send (see `DlqValue::fitted`).
     fn dlq_record(&self, job: &Job) -> DlqRecord {
         let (reason, kind) = job
             .dlq_reason
             .as_ref()
             .expect("jobs bound for the DLQ carry a reason");
-        let value = DlqValue::new(job.decoded.as_ref().map(|(o, _)| o), &job.payload, reason);
         let now = SystemTime::now();
         let provenance = Provenance {
             topic: &self.config.topic,
@@ -869,8 +894,39 @@ impl Processor {
             first_failure: job.first_failure.unwrap_or(now),
             last_failure: job.last_failure.unwrap_or(now),
         };
+        let mut pairs = provenance.headers();
+        let key = job
+            .key
+            .as_ref()
+            .map(|k| k[..k.len().min(DLQ_KEY_MAX)].to_vec());
+        let key_cut = job.key.as_ref().is_some_and(|k| k.len() > DLQ_KEY_MAX);
+        let fixed = pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + key.as_ref().map_or(0, Vec::len)
+            + DLQ_RECORD_SLACK;
+        let max_value = if job.dlq_refused_size {
+            0
+        } else {
+            self.config.kafka.message_max_bytes().saturating_sub(fixed)
+        };
+        let (payload, truncated) = DlqValue::fitted(
+            job.decoded.as_ref().map(|(o, _)| o),
+            &job.payload,
+            reason,
+            max_value,
+        );
+        let cut: Vec<&str> = [(key_cut, "key"), (truncated.is_some(), "value")]
+            .into_iter()
+            .filter_map(|(cut, part)| cut.then_some(part))
+            .collect();
+        if !cut.is_empty() {
+            pairs.push((H_TRUNCATED, cut.join(",")));
+        }
+        if let Some(t) = truncated {
+            pairs.push((H_ORIGINAL_SIZE, t.size.to_string()));
+            pairs.push((H_ORIGINAL_SHA256, t.sha256));
+        }
         let (mut headers, mut header_bytes) = (OwnedHeaders::new(), 0);
-        for (k, v) in provenance.headers() {
+        for (k, v) in pairs {
             header_bytes += k.len() + v.len();
             headers = headers.insert(Header {
                 key: k,
@@ -878,13 +934,19 @@ impl Processor {
             });
         }
         DlqRecord {
-            key: job.key.clone(),
-            payload: serde_json::to_vec(&value).expect("DLQ values serialize"),
+            key,
+            payload,
             headers,
             header_bytes,
         }
     }
 }
+
+/// The longest key a DLQ record repeats: keys are ids, and one near the record
+/// limit would leave no room for the rest.
+const DLQ_KEY_MAX: usize = 16 * 1024;
+/// Room in a DLQ record for its framing and the truncation headers.
+const DLQ_RECORD_SLACK: usize = 512;
 
 /// Starts writing what waits for the store, unless a write is under way.
 fn start_write(run: &mut Run) {

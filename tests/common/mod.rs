@@ -200,6 +200,28 @@ impl TestEnv {
     }
 
     /// Reads the DLQ to its end.
+    /// Kafka's committed offset of the test's group on partition 0 (0 if none).
+    pub fn committed_offset(&self) -> i64 {
+        use rdkafka::{
+            Offset, TopicPartitionList,
+            consumer::{BaseConsumer, Consumer},
+        };
+        let consumer: BaseConsumer = self
+            .kafka
+            .client_config(&[("group.id", &self.group)])
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, 0);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        match committed.elements()[0].offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        }
+    }
+
     pub async fn read_dlq(&self) -> Vec<DlqEvent> {
         let cfg = dlq::consumer::Config {
             kafka: self.kafka.clone(),
