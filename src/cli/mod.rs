@@ -273,6 +273,11 @@ pub struct RetryArgs {
 pub struct ProcessArgs {
     #[arg(long, env = "ORDERFLOW_GROUP", default_value = "order-group")]
     pub group: String,
+    /// The group.instance.id to join as a static member, so that a restart after
+    /// a crash takes its place at once: auto picks a free per-host slot (the one a
+    /// crashed processor left), none joins as a new member every time
+    #[arg(long, env = "ORDERFLOW_INSTANCE_ID", default_value = "auto")]
+    pub instance_id: processor::Membership,
     #[command(flatten)]
     pub retry: RetryArgs,
     /// Exit once every assigned partition is read to its end and no retry is pending
@@ -432,6 +437,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.max_attempts = args.retry.max_retries;
             cfg.backoff = args.retry.backoff()?;
             cfg.max_in_flight = args.max_in_flight;
+            cfg.membership = args.instance_id;
             let store = args.store.open().await?;
             let observer: Box<dyn processor::Observer> = if args.quiet {
                 Box::new(|_: &processor::Event<'_>| {})

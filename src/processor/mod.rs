@@ -5,6 +5,7 @@
 pub mod backoff;
 mod dlq_writer;
 mod keys;
+pub mod membership;
 pub mod offsets;
 mod persist;
 pub mod rule;
@@ -41,6 +42,7 @@ use crate::{
 use backoff::Backoff;
 use dlq_writer::{DlqRecord, DlqWriter};
 use keys::{Job, KeyQueues, QKey};
+pub use membership::Membership;
 use offsets::Offsets;
 use persist::Persister;
 use rule::FailWhen;
@@ -61,6 +63,8 @@ pub enum Error {
     Consume(#[source] KafkaError),
     #[error("reading the order store: {0}")]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Membership(#[from] membership::ClaimError),
     #[error("writing to the dead-letter topic {topic} failed for good: {source}; {hint}")]
     DlqWrite {
         topic: String,
@@ -191,6 +195,7 @@ pub struct Config {
     /// write (orders waiting for the store have a bound of their own).
     pub max_in_flight: usize,
     pub commit_interval: Duration,
+    pub membership: Membership,
 }
 
 /// Enough for a processor at 60,000 orders/s to keep reading while a tenth of
@@ -213,6 +218,7 @@ impl Config {
             },
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             commit_interval: Duration::from_secs(1),
+            membership: Membership::Dynamic,
         }
     }
 }
@@ -357,7 +363,12 @@ impl Processor {
     ) -> Result<Report, Error> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let cfg = &self.config;
-        let consumer_config = cfg.kafka.consumer_config(
+        // Declared before `run`, so dropped after its consumer: the slot stays this
+        // processor's until it has left the group.
+        let instance = cfg
+            .membership
+            .claim(&cfg.kafka.bootstrap_servers, &cfg.group)?;
+        let mut consumer_config = cfg.kafka.consumer_config(
             &cfg.group,
             &[
                 ("enable.auto.commit", "false"),
@@ -376,6 +387,12 @@ impl Processor {
                 ("fetch.queue.backoff.ms", "5"),
             ],
         );
+        if let Some(id) = &instance.id
+            && consumer_config.get("group.instance.id").is_none()
+        {
+            tracing::info!(group = %cfg.group, instance = %id, "joining as a static member");
+            consumer_config.set("group.instance.id", id);
+        }
         let consumer: StreamConsumer<Context> = cfg.kafka.create(
             "consumer",
             &consumer_config,
@@ -475,7 +492,7 @@ impl Processor {
                         warned_unassigned = true;
                         tracing::warn!(
                             group = %self.config.group,
-                            "no partition assigned to this processor after {} s: the group has more members than {} has partitions, or it cannot form (on the embedded Tansu broker, after a member was killed; see README, \"Limits of the embedded broker\")",
+                            "no partition assigned to this processor after {} s: the group has more members than {} has partitions, or it cannot form (on the embedded Tansu broker, after a member was killed and this one joined under another --instance-id; see README, \"Limits of the embedded broker\")",
                             UNASSIGNED_WARNING.as_secs(),
                             self.config.topic
                         );
@@ -959,10 +976,14 @@ fn describe_decode_error(e: &DecodeError) -> String {
     format!("undecodable message: {e}")
 }
 
+/// A consumer error librdkafka will not recover from: among them a static member
+/// fenced by another processor that joined under the same instance id.
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(
         e,
-        KafkaError::ClientCreation(_) | KafkaError::Subscription(_)
+        KafkaError::ClientCreation(_)
+            | KafkaError::Subscription(_)
+            | KafkaError::MessageConsumptionFatal(_)
     )
 }
 

@@ -77,14 +77,15 @@ pub fn spawn_processor(env: &TestEnv, store: &str, log: &Path, extra: &[&str]) -
         ])
         // Killed members must leave the group quickly. A rebalance waits for the
         // members it knows to rejoin for up to max.poll.interval.ms (5 minutes by
-        // default), longer than these tests allow a run.
+        // default), longer than these tests allow a run. Tansu holds a joining
+        // static member for about 6 s, which a shorter session would expire.
         .args([
             "-C",
-            "session.timeout.ms=6000",
+            "session.timeout.ms=10000",
             "-C",
             "heartbeat.interval.ms=500",
             "-C",
-            "max.poll.interval.ms=10000",
+            "max.poll.interval.ms=15000",
         ])
         .args(extra)
         .env("ORDERFLOW_LOG", "info")
