@@ -607,3 +607,44 @@ async fn a_dlq_record_the_topic_refuses_goes_again_without_the_original_on_kafka
 }
 
 on_both_brokers!(a_missing_dlq_topic_fails_the_run_with_what_to_do);
+
+/// Spends its time on each order, as a handler that calls out somewhere would.
+struct Busy(Duration);
+
+impl Handler for Busy {
+    fn handle(&mut self, _: &Order, _: u32) -> Result<(), Failure> {
+        let until = std::time::Instant::now() + self.0;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+}
+
+/// Under a backlog, periodic commits still happen: a crash mid-backlog must not
+/// send the group back to where it started.
+async fn commits_keep_pace_under_a_backlog(broker: Broker) {
+    let env = TestEnv::start(broker, 1).await;
+    let orders: Vec<Order> = (0..40_000).map(|_| random_order()).collect();
+    env.produce_orders(&orders).await;
+    let mut cfg = env.processor_config(10);
+    cfg.commit_interval = Duration::from_millis(100);
+    let log = Log::default();
+    let handler = Box::new(Busy(Duration::from_micros(60)));
+    let run = tokio::spawn(async move { process_to_end(cfg, handler, &log).await });
+    let mut seen_while_running = 0;
+    while !run.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !run.is_finished() {
+            let env = &env;
+            seen_while_running = tokio::task::block_in_place(|| env.committed_offset());
+        }
+    }
+    assert_eq!(run.await.unwrap().processed, 40_000);
+    assert!(
+        seen_while_running > 0,
+        "no commit reached Kafka until the backlog was gone"
+    );
+}
+
+on_both_brokers!(commits_keep_pace_under_a_backlog);

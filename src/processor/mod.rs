@@ -261,6 +261,10 @@ struct Shared {
 struct Context {
     topic: String,
     shared: Arc<Mutex<Shared>>,
+    /// Commits the broker has confirmed, taken in by the next `commit`. A lock
+    /// of their own: librdkafka may serve this callback inside a commit made
+    /// while `shared` is held.
+    confirmed: Arc<Mutex<Vec<(i32, i64)>>>,
 }
 
 impl ClientContext for Context {
@@ -270,6 +274,24 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => self.confirmed.lock().expect("confirmed lock").extend(
+                offsets.elements().iter().filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                }),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; the next one carries these offsets again");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
@@ -329,6 +351,7 @@ pub struct Processor {
 struct Run {
     consumer: StreamConsumer<Context>,
     shared: Arc<Mutex<Shared>>,
+    confirmed: Arc<Mutex<Vec<(i32, i64)>>>,
     queues: KeyQueues,
     dlq: DlqWriter,
     report: Report,
@@ -362,6 +385,7 @@ impl Processor {
         drain: CancellationToken,
     ) -> Result<Report, Error> {
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let confirmed: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
         let cfg = &self.config;
         // Declared before `run`, so dropped after its consumer: the slot stays this
         // processor's until it has left the group.
@@ -399,6 +423,7 @@ impl Processor {
             Context {
                 topic: cfg.topic.clone(),
                 shared: shared.clone(),
+                confirmed: confirmed.clone(),
             },
         )?;
         consumer
@@ -411,6 +436,7 @@ impl Processor {
         let mut run = Run {
             consumer,
             shared,
+            confirmed,
             queues: KeyQueues::default(),
             dlq,
             report: Report::default(),
@@ -451,6 +477,9 @@ impl Processor {
             retry_timer.set(run.queues.next_due());
             flush_timer.set(run.persist.as_ref().and_then(Persister::due));
             let can_read = self.can_read(run);
+            // Biased, in this order: everything timed or finished comes before the
+            // next message, which under a backlog is always ready and would
+            // otherwise starve commits, retries and store writes.
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -467,22 +496,6 @@ impl Processor {
                     if run.persist.as_ref().is_some_and(Persister::writing) => {
                     self.stored(run, batch, result).await;
                 }
-                msg = run.consumer.recv(), if can_read => match msg {
-                    Ok(m) => {
-                        let now = Instant::now();
-                        last_received = now;
-                        run.report.first_message.get_or_insert(now);
-                        run.report.last_message = Some(now);
-                        run.report.finished_by_last_message = run.report.finished;
-                        let job = Job::from_message(&m);
-                        drop(m);
-                        self.take_assignments(run).await?;
-                        self.received(run, job);
-                    }
-                    Err(KafkaError::PartitionEOF(p)) => run.shared.lock().expect("lock").offsets.reached_end(p),
-                    Err(e) if is_fatal(&e) => return Err(Error::Consume(e)),
-                    Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries on its own"),
-                },
                 _ = commit_tick.tick() => {
                     self.commit(run, CommitMode::Async);
                     if !warned_unassigned
@@ -498,6 +511,26 @@ impl Processor {
                         );
                     }
                 }
+                msg = run.consumer.recv(), if can_read => match msg {
+                    Ok(m) => {
+                        let now = Instant::now();
+                        last_received = now;
+                        run.report.first_message.get_or_insert(now);
+                        run.report.last_message = Some(now);
+                        run.report.finished_by_last_message = run.report.finished;
+                        let job = Job::from_message(&m);
+                        drop(m);
+                        // A rebalance served inside this recv may have revoked and
+                        // re-assigned partitions: the old state goes before the
+                        // new assignment and its first message are taken in.
+                        self.forget_revoked(run);
+                        self.take_assignments(run).await?;
+                        self.received(run, job);
+                    }
+                    Err(KafkaError::PartitionEOF(p)) => run.shared.lock().expect("lock").offsets.reached_end(p),
+                    Err(e) if is_fatal(&e) => return Err(Error::Consume(e)),
+                    Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries on its own"),
+                },
                 _ = end_tick.tick(), if drain.is_cancelled() => {}
                 // Nothing else is ready: store what is waiting now rather than when
                 // its timer says. Under load the batch fills first; when idle, an
@@ -662,8 +695,15 @@ impl Processor {
         });
     }
 
+    /// Commits what is finished and not yet known to be committed. An offset
+    /// counts as committed once the broker says so: at once for a sync commit,
+    /// through the commit callback for an async one (until then, each tick sends
+    /// it again).
     fn commit(&self, run: &mut Run, mode: CommitMode) {
         let mut shared = run.shared.lock().expect("lock");
+        for (p, o) in std::mem::take(&mut *run.confirmed.lock().expect("confirmed lock")) {
+            shared.offsets.committed(p, o);
+        }
         let commits = shared.offsets.to_commit(None);
         if commits.is_empty() {
             return;
@@ -672,11 +712,12 @@ impl Processor {
             .consumer
             .commit(&commit_list(&self.config.topic, &commits), mode)
         {
-            Ok(()) => {
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
                 for (p, o) in commits {
                     shared.offsets.committed(p, o);
                 }
             }
+            Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
         }
     }
@@ -700,11 +741,20 @@ impl Processor {
         {
             return; // applied to the store before
         }
-        run.shared
+        let owned = run
+            .shared
             .lock()
             .expect("lock")
             .offsets
             .received(job.partition, job.offset);
+        if !owned {
+            tracing::debug!(
+                partition = job.partition,
+                offset = job.offset,
+                "message of a partition no longer assigned; its next owner reads it"
+            );
+            return;
+        }
         let qk = job.qkey();
         if run.queues.is_blocked(&qk) {
             run.queues.push(&qk, job);

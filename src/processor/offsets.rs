@@ -32,9 +32,11 @@ impl Offsets {
 
     /// Starts a partition at a known position (the store's), so commits and
     /// positions begin there even before a message arrives.
+    /// A partition revoked since it was assigned stays gone.
     pub fn assign_at(&mut self, partition: i32, next: i64) {
-        let p = self.parts.entry(partition).or_default();
-        p.next = Some(p.next.map_or(next, |n| n.max(next)));
+        if let Some(p) = self.parts.get_mut(&partition) {
+            p.next = Some(p.next.map_or(next, |n| n.max(next)));
+        }
     }
 
     pub fn revoke(&mut self, partition: i32) {
@@ -46,11 +48,16 @@ impl Offsets {
         self.parts.is_empty()
     }
 
-    pub fn received(&mut self, partition: i32, offset: i64) {
-        let p = self.parts.entry(partition).or_default();
+    /// Records a message as unfinished; false (and nothing recorded) when its
+    /// partition is not this member's.
+    pub fn received(&mut self, partition: i32, offset: i64) -> bool {
+        let Some(p) = self.parts.get_mut(&partition) else {
+            return false;
+        };
         p.unfinished.insert(offset);
         p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         p.at_end = false;
+        true
     }
 
     pub fn finished(&mut self, partition: i32, offset: i64) {
@@ -114,8 +121,9 @@ impl Offsets {
     }
 
     pub fn committed(&mut self, partition: i32, offset: i64) {
+        // Confirmations can arrive out of order; the highest one stands.
         if let Some(p) = self.parts.get_mut(&partition) {
-            p.committed = Some(offset);
+            p.committed = p.committed.max(Some(offset));
         }
     }
 }
@@ -153,12 +161,25 @@ mod tests {
     #[test]
     fn a_stored_position_is_where_a_partition_starts() {
         let mut o = Offsets::default();
+        o.assign(3);
         o.assign_at(3, 100);
         assert_eq!(o.positions(), [(3, 100)]);
         o.received(3, 100);
         assert_eq!(o.positions(), [(3, 100)]);
         o.finished(3, 100);
         assert_eq!(o.positions(), [(3, 101)]);
+    }
+
+    #[test]
+    fn partitions_not_owned_get_no_state() {
+        let mut o = Offsets::default();
+        assert!(!o.received(2, 7), "a message of a partition never assigned");
+        o.assign_at(2, 50);
+        assert!(o.is_empty());
+        o.assign(1);
+        o.revoke(1);
+        assert!(!o.received(1, 3), "a message of a revoked partition");
+        assert!(o.is_empty() && o.to_commit(None).is_empty());
     }
 
     #[test]

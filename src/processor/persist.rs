@@ -259,6 +259,8 @@ mod tests {
         let store = Arc::new(Store::connect(&url).await.unwrap());
         let shared = Mutex::new(Shared::default());
         let mut p = Persister::new(store, "g", "t");
+        shared.lock().unwrap().offsets.assign(0);
+        shared.lock().unwrap().offsets.assign(1);
         for (partition, offset) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             shared.lock().unwrap().offsets.received(partition, offset);
         }
