@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::EmbeddedBroker,
-    cli::{Common, DemoArgs},
+    cli::demo::DemoArgs,
     console::Console,
     dlq,
     processor::{self, Processor, Simulated, backoff::Backoff},
@@ -15,7 +15,7 @@ use crate::{
     shutdown,
 };
 
-pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let out = Console::prefixed("demo");
     let broker = EmbeddedBroker::start(args.listen, &args.store.data_dir)
         .await
@@ -26,9 +26,13 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
         args.store.data_dir.display(),
         broker.bootstrap_servers()
     ));
-    let kafka = broker.kafka_config(&common.c, &common.x);
+    let kafka = broker.kafka_config(&args.conn.c, &args.conn.x);
     kafka
-        .create_topics(&[&common.topic, &common.dlq_topic], args.partitions, 1)
+        .create_topics(
+            &[&args.conn.topic, &args.conn.dlq_topic],
+            args.partitions,
+            1,
+        )
         .await?;
 
     let stop = shutdown::on_signals();
@@ -47,7 +51,7 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
 
     let produce_cfg = producer::Config {
         kafka: kafka.clone(),
-        topic: common.topic.clone(),
+        topic: args.conn.topic.clone(),
         rate: (args.rate > 0.0).then_some(args.rate),
         count: args.count,
         format: WireFormat::Avro,
@@ -67,8 +71,8 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
     };
 
     let mut pcfg = processor::Config::new(kafka.clone());
-    pcfg.topic = common.topic.clone();
-    pcfg.dlq_topic = common.dlq_topic.clone();
+    pcfg.topic = args.conn.topic.clone();
+    pcfg.dlq_topic = args.conn.dlq_topic.clone();
     pcfg.backoff = Backoff {
         base: std::time::Duration::from_millis(200),
         max: std::time::Duration::from_secs(2),
@@ -97,7 +101,7 @@ pub async fn run(common: &Common, args: DemoArgs) -> anyhow::Result<()> {
 
     let dlq_cfg = dlq::consumer::Config {
         kafka,
-        topic: common.dlq_topic.clone(),
+        topic: args.conn.dlq_topic.clone(),
         group: "dlq-group".into(),
     };
     let dead = Arc::new(Mutex::new(0u64));

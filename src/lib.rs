@@ -11,6 +11,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod codec;
+pub mod config_file;
 pub mod console;
 #[cfg(feature = "embedded-broker")]
 mod demo;

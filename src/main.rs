@@ -10,6 +10,12 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_env("ORDERFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .init();
+    // Before the real parse and before any thread: the file's settings become
+    // environment values, which the flags' own parsers then read.
+    if let Err(e) = orderflow::cli::config::apply_file() {
+        eprintln!("error: {}", describe(&e));
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     // The processor is the long-running service held to a memory budget; the
     // broker and the demo keep glibc's default for their many writer threads.

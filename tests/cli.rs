@@ -1,5 +1,5 @@
 //! The `orderflow` binary as a user runs it: the demo stopped by SIGTERM and
-//! started again loses no order.
+//! started again loses no order; the Kafka flags are offered where they act.
 
 mod common;
 
@@ -156,4 +156,110 @@ fn demo_stops_cleanly_on_sigterm_and_resumes_without_losing_orders() {
         .filter(|id| !finished.contains(*id))
         .collect();
     assert!(lost.is_empty(), "orders lost across SIGTERM: {lost:?}");
+}
+
+/// A command that never talks to Kafka would take `--bootstrap-servers` and
+/// ignore it without a word, so it must refuse it instead.
+#[test]
+fn kafka_connection_flags_only_on_commands_that_talk_to_kafka() {
+    let flags = [
+        "--bootstrap-servers <",
+        "-X <X>",
+        "-C <C>",
+        "--topic <",
+        "--dlq-topic <",
+    ];
+    let help = |command: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            .args(command)
+            .arg("--help")
+            .output()
+            .expect("orderflow runs");
+        assert!(out.status.success(), "{command:?} --help");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let kafka: [&[&str]; 6] = [
+        &["topics", "create"],
+        &["produce"],
+        &["process"],
+        &["dlq"],
+        &["demo"],
+        &["bench"],
+    ];
+    for command in kafka {
+        let help = help(command);
+        for flag in flags {
+            assert!(help.contains(flag), "{command:?} lacks {flag}");
+        }
+    }
+    let local: [&[&str]; 5] = [
+        &["broker"],
+        &["kafka"],
+        &["orders", "list"],
+        &["orders", "show"],
+        &["stats"],
+    ];
+    for command in local {
+        let help = help(command);
+        for flag in flags {
+            assert!(!help.contains(flag), "{command:?} offers {flag}");
+        }
+    }
+}
+
+/// orderflow.toml in the working directory: its settings apply below the
+/// environment and the flags, `config show` says where each comes from with
+/// secrets masked, and a key no flag has is refused.
+#[test]
+fn the_config_file_sits_below_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orderflow.toml");
+    std::fs::write(
+        &file,
+        "x = [\"sasl.password=hunter2\"]\n[process]\ngroup = \"billing\"\nmax_retries = 5\n\
+         [stats]\nstore = \"none\"\n",
+    )
+    .unwrap();
+    let orderflow = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("ORDERFLOW_STORE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("orderflow runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, shown) = orderflow(
+        &["config", "show", "process"],
+        &[("ORDERFLOW_GROUP", "from-env")],
+    );
+    assert!(ok, "{shown}");
+    assert!(shown.contains("group = \"from-env\"  # env"), "{shown}");
+    assert!(shown.contains("max_retries = \"5\"  # file"), "{shown}");
+    assert!(shown.contains("topic = \"orders\"  # default"), "{shown}");
+    assert!(
+        shown.contains("sasl.password=****") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    // The file turns the store off for stats; a flag turns it back on.
+    let (ok, out) = orderflow(&["stats"], &[]);
+    assert!(!ok && out.contains("--store none"), "{out}");
+    let db = format!("sqlite://{}", dir.path().join("o.db").display());
+    let (ok, out) = orderflow(&["stats", "--store", &db], &[]);
+    assert!(ok, "{out}");
+    std::fs::write(&file, "[process]\ngruop = \"typo\"\n").unwrap();
+    let (ok, out) = orderflow(&["stats"], &[]);
+    assert!(
+        !ok && out.contains("unknown key \"gruop\" in [process]"),
+        "{out}"
+    );
+    let (ok, out) = orderflow(&["stats", "--config", "/nonexistent/o.toml"], &[]);
+    assert!(!ok && out.contains("/nonexistent/o.toml"), "{out}");
 }

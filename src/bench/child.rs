@@ -20,7 +20,8 @@ pub struct ProcessRun {
 /// Runs the processor over everything in the topic and returns its summary.
 pub async fn process(exe: &Path, kafka: &KafkaConfig, run: &ProcessRun) -> Result<Summary, Error> {
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--bootstrap-servers")
+    cmd.arg("process")
+        .arg("--bootstrap-servers")
         .arg(&kafka.bootstrap_servers)
         .args(["--topic", &run.topic, "--dlq-topic", &run.dlq_topic]);
     for (flag, settings) in [("-C", &kafka.consumer_settings), ("-X", &kafka.overrides)] {
@@ -29,7 +30,6 @@ pub async fn process(exe: &Path, kafka: &KafkaConfig, run: &ProcessRun) -> Resul
         }
     }
     cmd.args([
-        "process",
         "--quiet",
         "--exit-at-end",
         "--summary",

@@ -25,10 +25,10 @@ pub struct KafkaArgs {
     #[arg(long, env = "ORDERFLOW_KAFKA_HEAP_MB", default_value_t = 1024)]
     pub heap_mb: u32,
     /// A SCRAM-SHA-512 user NAME:PASSWORD for a SASL_PLAINTEXT listener; repeatable
-    #[arg(long = "scram-user", value_parser = parse_user)]
+    #[arg(long = "scram-user", env = "ORDERFLOW_KAFKA_SCRAM_USERS", value_delimiter = ';', value_parser = parse_user)]
     pub scram_users: Vec<(String, String)>,
     /// Add an SSL listener, with a certificate for 127.0.0.1 from a fresh CA
-    #[arg(long)]
+    #[arg(long, env = "ORDERFLOW_KAFKA_SSL")]
     pub ssl: bool,
 }
 
