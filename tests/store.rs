@@ -302,9 +302,59 @@ async fn a_locked_database_pauses_processing_and_nothing_is_lost(broker: Broker)
     );
 }
 
+/// Backpressure must not take a member out of its group: one whose store is
+/// locked keeps polling (its partitions paused), so a member that joins gets its
+/// share at once instead of after `max.poll.interval.ms` (5 minutes here).
+async fn a_member_whose_store_is_down_still_hands_over_partitions(broker: Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = TestEnv::start(broker, 2).await;
+    let member = |name: &str| {
+        let path = dir.path().join(format!("{name}.db"));
+        let url = format!("sqlite://{}", path.display());
+        (path, url)
+    };
+    let (a_path, a_url) = member("a");
+    let a_store = Arc::new(Store::connect(&a_url).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let run = |store: Arc<Store>| {
+        tokio::spawn(
+            Processor::new(
+                env.processor_config(10),
+                Box::new(Simulated::default()),
+                recorder(&Log::default()),
+            )
+            .with_store(store)
+            .run(shutdown.clone(), CancellationToken::new()),
+        )
+    };
+    let a = run(a_store.clone());
+    let first: Vec<Order> = (0..200).map(|_| random_order()).collect();
+    env.produce_orders(&first).await;
+    wait_for_rows(&a_store, 200, 90, None).await;
+
+    let db = libsql::Builder::new_local(&a_path).build().await.unwrap();
+    let blocker = db.connect().unwrap();
+    blocker.execute("BEGIN EXCLUSIVE", ()).await.unwrap();
+    let second: Vec<Order> = (0..2_000).map(|_| random_order()).collect();
+    env.produce_orders(&second).await;
+    // Long enough for a write to fail on the lock and the member to stop reading.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let (_, b_url) = member("b");
+    let b_store = Arc::new(Store::connect(&b_url).await.unwrap());
+    let b = run(b_store.clone());
+    wait_for_rows(&b_store, 1, 30, None).await;
+
+    blocker.execute("ROLLBACK", ()).await.unwrap();
+    shutdown.cancel();
+    within(60, a).await.unwrap().unwrap();
+    within(60, b).await.unwrap().unwrap();
+}
+
 on_both_brokers!(
     kill_dash_nine_at_random_moments_applies_every_order_exactly_once,
     two_processors_one_killed_on_four_partitions,
     replaying_the_topic_changes_nothing_in_the_store,
     a_locked_database_pauses_processing_and_nothing_is_lost,
+    a_member_whose_store_is_down_still_hands_over_partitions,
 );

@@ -198,6 +198,11 @@ pub struct Config {
     pub membership: Membership,
 }
 
+/// How long reading may be held back by backpressure before the partitions are
+/// paused so that polling (and so rebalances) goes on; far below librdkafka's
+/// `max.poll.interval.ms` (5 minutes), far above a store write.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
 /// Enough for a processor at 60,000 orders/s to keep reading while a tenth of
 /// them wait out the default backoff (1 s and 2 s, then the DLQ write): that
 /// holds about 20,000 at a time. At 10,000 the failure run of `bench` read at
@@ -256,6 +261,9 @@ struct Shared {
     offsets: Offsets,
     revoked: Vec<i32>,
     assigned: Vec<i32>,
+    /// Counts assignments: a partition assigned while reading is paused must be
+    /// paused too.
+    assignments: u64,
 }
 
 struct Context {
@@ -318,6 +326,7 @@ impl ConsumerContext for Context {
                 shared.offsets.assign(e.partition());
                 shared.assigned.push(e.partition());
             }
+            shared.assignments += 1;
             tracing::info!(partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "assigned");
         }
     }
@@ -350,6 +359,8 @@ pub struct Processor {
 
 struct Run {
     consumer: StreamConsumer<Context>,
+    /// Set while fetching is paused, to the assignment count it was paused at.
+    paused: Option<u64>,
     shared: Arc<Mutex<Shared>>,
     confirmed: Arc<Mutex<Vec<(i32, i64)>>>,
     queues: KeyQueues,
@@ -435,6 +446,7 @@ impl Processor {
         let dlq = DlqWriter::new(cfg.kafka.producer()?, cfg.dlq_topic.clone());
         let mut run = Run {
             consumer,
+            paused: None,
             shared,
             confirmed,
             queues: KeyQueues::default(),
@@ -473,10 +485,17 @@ impl Processor {
         let (mut retry_timer, mut flush_timer) = (Timer::new(), Timer::new());
         let started = Instant::now();
         let mut warned_unassigned = false;
+        let mut blocked_since: Option<Instant> = None;
         loop {
             retry_timer.set(run.queues.next_due());
             flush_timer.set(run.persist.as_ref().and_then(Persister::due));
             let can_read = self.can_read(run);
+            blocked_since = match (can_read, blocked_since) {
+                (true, _) => None,
+                (false, since) => Some(since.unwrap_or_else(Instant::now)),
+            };
+            let pause_at = blocked_since.map(|t| t + PAUSE_AFTER);
+            self.pause_or_resume(run, pause_at.is_some_and(|t| Instant::now() >= t));
             // Biased, in this order: everything timed or finished comes before the
             // next message, which under a backlog is always ready and would
             // otherwise starve commits, retries and store writes.
@@ -511,7 +530,9 @@ impl Processor {
                         );
                     }
                 }
-                msg = run.consumer.recv(), if can_read => match msg {
+                _ = tokio::time::sleep_until(pause_at.unwrap_or_else(Instant::now)),
+                    if pause_at.is_some() && run.paused.is_none() => {}
+                msg = run.consumer.recv(), if can_read || run.paused.is_some() => match msg {
                     Ok(m) => {
                         let now = Instant::now();
                         last_received = now;
@@ -558,6 +579,38 @@ impl Processor {
                         return Ok(());
                     }
                 }
+            }
+        }
+    }
+
+    /// Backpressure over more than `PAUSE_AFTER`: pauses fetching from every
+    /// assigned partition (`want`) and polls on, so that the member still takes
+    /// part in rebalances; resumes once reading may go on. A pause drops what
+    /// librdkafka had prefetched, so the short waits of a store that is merely
+    /// behind just skip polling for a moment. Messages queued before the pause
+    /// still arrive and are taken in.
+    fn pause_or_resume(&self, run: &mut Run, want: bool) {
+        let assignments = run.shared.lock().expect("lock").assignments;
+        let stale = want && run.paused != Some(assignments);
+        if !stale && want == run.paused.is_some() {
+            return;
+        }
+        let tpl = match run.consumer.assignment() {
+            Ok(tpl) => tpl,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the assignment to pause or resume it failed");
+                return;
+            }
+        };
+        let result = if want {
+            run.consumer.pause(&tpl)
+        } else {
+            run.consumer.resume(&tpl)
+        };
+        match result {
+            Ok(()) => run.paused = want.then_some(assignments),
+            Err(e) => {
+                tracing::warn!(error = %e, pause = want, "pausing or resuming the partitions failed")
             }
         }
     }
