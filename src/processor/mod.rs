@@ -590,9 +590,13 @@ impl Processor {
     /// behind just skip polling for a moment. Messages queued before the pause
     /// still arrive and are taken in.
     fn pause_or_resume(&self, run: &mut Run, want: bool) {
+        // Called on every turn of the event loop: the common case, reading and
+        // not paused, returns before taking the lock.
+        if !want && run.paused.is_none() {
+            return;
+        }
         let assignments = run.shared.lock().expect("lock").assignments;
-        let stale = want && run.paused != Some(assignments);
-        if !stale && want == run.paused.is_some() {
+        if want && run.paused == Some(assignments) {
             return;
         }
         let tpl = match run.consumer.assignment() {
