@@ -10,9 +10,10 @@ use crate::{
     cli::demo::DemoArgs,
     console::Console,
     dlq,
-    processor::{self, Processor, Simulated, backoff::Backoff},
+    processor::{self, Processor, backoff::Backoff},
     producer::{self, WireFormat},
     shutdown,
+    simulated::Simulated,
 };
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {

@@ -23,4 +23,5 @@ pub mod processor;
 pub mod producer;
 pub mod resources;
 pub mod shutdown;
+pub mod simulated;
 pub mod store;

@@ -11,7 +11,7 @@ use orderflow::{
     kafka::KafkaConfig,
     local_kafka::{Cluster, Spec},
     order::{Order, random_order},
-    processor::Simulated,
+    simulated::Simulated,
 };
 
 const USER: &str = "orders-app";

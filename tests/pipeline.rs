@@ -14,7 +14,8 @@ use orderflow::{
     codec::{Format, avro, json},
     dlq::record,
     order::{Order, random_order},
-    processor::{Failure, Handler, Processor, Simulated},
+    processor::{Failure, Handler, Processor},
+    simulated::Simulated,
 };
 use tokio_util::sync::CancellationToken;
 

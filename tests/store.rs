@@ -10,7 +10,8 @@ use common::*;
 use orderflow::{
     aggregate::Aggregates,
     order::{Order, random_order},
-    processor::{Processor, Report, Simulated},
+    processor::{Processor, Report},
+    simulated::Simulated,
     store::{Batch, Finished, Status, Store},
 };
 use rand::RngExt;

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::Error;
 use crate::{
     kafka::KafkaConfig,
-    processor::{self, Event, Processor, Simulated},
+    processor::{self, Event, Processor},
     producer::{self, WireFormat},
+    simulated::Simulated,
     store::Store,
 };
 

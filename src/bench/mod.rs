@@ -665,7 +665,7 @@ mod tests {
     #[test]
     fn the_failing_rule_matches_about_the_share() {
         assert_eq!(failing_rule(0.10), "price>136.00");
-        let rule: crate::processor::rule::FailWhen = failing_rule(0.10).parse().unwrap();
+        let rule: crate::simulated::FailWhen = failing_rule(0.10).parse().unwrap();
         let n = 20_000;
         let failing = (0..n)
             .filter(|_| rule.check(&random_order()).is_some())

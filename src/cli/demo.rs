@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Args;
 
 use super::args::{Connection, StoreArgs};
-use crate::processor::rule::FailWhen;
+use crate::simulated::FailWhen;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

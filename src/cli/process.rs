@@ -7,8 +7,9 @@ use clap::Args;
 use super::args::{Connection, StoreArgs, drain_token};
 use crate::{
     console::Console,
-    processor::{self, Processor, Simulated, backoff::Backoff, rule::FailWhen},
+    processor::{self, Processor, backoff::Backoff},
     shutdown,
+    simulated::{FailWhen, Simulated},
 };
 
 #[derive(Debug, Args)]

@@ -24,12 +24,14 @@ use std::collections::VecDeque;
 use futures::{StreamExt, stream::FuturesUnordered};
 use rdkafka::{
     error::KafkaError,
-    message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
 
-use super::keys::{Job, KeyQueues, QKey};
+use super::{
+    dlq_record::DlqRecord,
+    keys::{Job, KeyQueues, QKey},
+};
 
 /// The most records and bytes of one group, so that it fits one produce request
 /// (librdkafka's `batch.num.messages` 10,000 and `batch.size` 1,000,000 by
@@ -38,27 +40,6 @@ use super::keys::{Job, KeyQueues, QKey};
 /// framing the estimate below leaves out.
 const GROUP_RECORDS: usize = 5_000;
 const GROUP_BYTES: usize = 800_000;
-/// Framing of a record in a batch, beyond its key, value and headers.
-const RECORD_OVERHEAD: usize = 32;
-
-/// One dead-letter record, ready to send.
-pub struct DlqRecord {
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: OwnedHeaders,
-    /// Bytes of the headers' names and values.
-    pub header_bytes: usize,
-}
-
-impl DlqRecord {
-    fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.payload.len()
-            + self.header_bytes
-            + RECORD_OVERHEAD
-    }
-}
-
 pub type Delivery = (QKey, u64, Result<(), KafkaError>);
 type Pending = std::pin::Pin<Box<dyn Future<Output = Delivery> + Send>>;
 
@@ -170,7 +151,7 @@ mod tests {
         DlqRecord {
             key: None,
             payload: vec![b'x'; payload_len],
-            headers: OwnedHeaders::new(),
+            headers: rdkafka::message::OwnedHeaders::new(),
             header_bytes: 0,
         }
     }

@@ -60,11 +60,23 @@ pub struct Job {
 impl Job {
     pub fn from_message<M: Message>(m: &M) -> Self {
         Job {
-            partition: m.partition(),
-            offset: m.offset(),
             timestamp_ms: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
+            ..Job::new(
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        }
+    }
+
+    pub fn new(partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
+        Job {
+            partition,
+            offset,
+            timestamp_ms: None,
+            key,
+            payload,
             attempts: 0,
             first_failure: None,
             last_failure: None,
@@ -191,22 +203,7 @@ pub(super) mod tests {
     use std::time::Duration;
 
     pub(in crate::processor) fn job(partition: i32, offset: i64) -> Job {
-        Job {
-            partition,
-            offset,
-            timestamp_ms: None,
-            key: Some(b"k".to_vec()),
-            payload: Vec::new(),
-            attempts: 0,
-            first_failure: None,
-            last_failure: None,
-            decoded: None,
-            dlq_reason: None,
-            dlq_pending: false,
-            dlq_refused_size: false,
-            received_ms: 0,
-            timeline: Vec::new(),
-        }
+        Job::new(partition, offset, Some(b"k".to_vec()), Vec::new())
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::{task::JoinHandle, time::Instant};
 
-use super::{Shared, backoff::Backoff};
+use super::{backoff::Backoff, offsets::Offsets};
 use crate::store::{self, Applied, Batch, Finished, Store};
 
 /// Start a write when this many orders are waiting... Ids from producers that
@@ -115,22 +115,18 @@ impl Persister {
     /// Starts writing what waits, with the offsets it reaches, in one
     /// transaction. Its offsets count as finished only once the write succeeds,
     /// so a Kafka commit meanwhile stops short of them.
-    pub fn start(&mut self, shared: &std::sync::Mutex<Shared>) {
+    pub fn start(&mut self, o: &mut Offsets) {
         if self.writing.is_some() || self.waiting.is_empty() {
             return;
         }
         let finished = std::mem::take(&mut self.waiting);
-        let offsets = {
-            let o = &mut shared.lock().expect("lock").offsets;
-            for f in &finished {
-                o.finished(f.partition, f.offset);
-            }
-            let reached = o.positions();
-            for f in &finished {
-                o.unfinish(f.partition, f.offset);
-            }
-            reached
-        };
+        for f in &finished {
+            o.finished(f.partition, f.offset);
+        }
+        let offsets = o.positions();
+        for f in &finished {
+            o.unfinish(f.partition, f.offset);
+        }
         let batch = Batch {
             group: self.group.clone(),
             topic: self.topic.clone(),
@@ -164,12 +160,11 @@ impl Persister {
         &mut self,
         batch: Batch,
         result: Result<Applied, store::Error>,
-        shared: &std::sync::Mutex<Shared>,
+        o: &mut Offsets,
     ) -> Option<(Applied, Vec<Finished>)> {
         let revoked = std::mem::take(&mut self.revoked_while_writing);
         let mut failed = match result {
             Ok(applied) => {
-                let o = &mut shared.lock().expect("lock").offsets;
                 for f in &batch.finished {
                     o.finished(f.partition, f.offset);
                 }
@@ -221,8 +216,6 @@ impl Persister {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
     use crate::store::Status;
 
@@ -246,8 +239,8 @@ mod tests {
         p.waiting.iter().map(|f| f.id.as_str()).collect()
     }
 
-    fn positions(shared: &Mutex<Shared>) -> Vec<(i32, i64)> {
-        let mut p = shared.lock().unwrap().offsets.positions();
+    fn positions(o: &Offsets) -> Vec<(i32, i64)> {
+        let mut p = o.positions();
         p.sort();
         p
     }
@@ -257,27 +250,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let store = Arc::new(Store::connect(&url).await.unwrap());
-        let shared = Mutex::new(Shared::default());
+        let mut o = Offsets::default();
         let mut p = Persister::new(store, "g", "t");
-        shared.lock().unwrap().offsets.assign(0);
-        shared.lock().unwrap().offsets.assign(1);
+        o.assign(0);
+        o.assign(1);
         for (partition, offset) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            shared.lock().unwrap().offsets.received(partition, offset);
+            o.received(partition, offset);
         }
         p.push(finished(0, 0));
         p.push(finished(1, 0));
-        p.start(&shared);
+        p.start(&mut o);
         assert!(p.writing() && p.due().is_none() && !p.idle_flush());
         p.push(finished(0, 1));
         p.push(finished(1, 1));
-        p.start(&shared); // one write at a time: this one waits
+        p.start(&mut o); // one write at a time: this one waits
         assert_eq!(p.held(), 4);
         assert_eq!(
-            positions(&shared),
+            positions(&o),
             [(0, 0), (1, 0)],
             "nothing counts as finished while its write is under way"
         );
-        shared.lock().unwrap().offsets.revoke(1);
+        o.revoke(1);
         p.revoke(1);
         assert_eq!(waiting(&p), ["p0-1"]);
 
@@ -288,20 +281,20 @@ mod tests {
         assert!(result.is_ok());
         // Had it failed: it waits again ahead of newer work, without the revoked
         // partition's orders, and reading pauses until the retry.
-        let failed = p.done(batch, Err(store::Error::Corrupt("test".into())), &shared);
+        let failed = p.done(batch, Err(store::Error::Corrupt("test".into())), &mut o);
         assert!(failed.is_none() && p.paused());
         assert_eq!(waiting(&p), ["p0-0", "p0-1"]);
-        assert_eq!(positions(&shared), [(0, 0)]);
+        assert_eq!(positions(&o), [(0, 0)]);
 
-        p.start(&shared);
+        p.start(&mut o);
         let (batch, result) = p.written().await;
-        let (applied, stored) = p.done(batch, result, &shared).expect("stored");
+        let (applied, stored) = p.done(batch, result, &mut o).expect("stored");
         assert_eq!(
             (applied.inserted, stored.len()),
             (1, 2),
             "p0-0 was in already"
         );
         assert!(!p.paused() && p.held() == 0);
-        assert_eq!(positions(&shared), [(0, 2)]);
+        assert_eq!(positions(&o), [(0, 2)]);
     }
 }

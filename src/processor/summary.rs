@@ -4,8 +4,29 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use super::Report;
+use crate::aggregate::Aggregates;
+
+/// What one run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub processed: u64,
+    pub dead_lettered: u64,
+    pub failed_attempts: u64,
+    pub aggregates: Aggregates,
+    /// When the first and the last message of the run arrived, and when it ended
+    /// (everything stored and committed): what throughput is measured over.
+    pub first_message: Option<Instant>,
+    pub last_message: Option<Instant>,
+    pub ended: Option<Instant>,
+    /// Messages whose work is done for good (with a store: once their batch is
+    /// committed), and how many of them were done when the last message arrived:
+    /// the throughput while reading, which leaves out the retries still waiting
+    /// at the end of a finite topic.
+    pub finished: u64,
+    pub finished_by_last_message: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -30,8 +51,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(report: &Report) -> Self {
-        let since_first =
-            |t: Option<tokio::time::Instant>| Some((t? - report.first_message?).as_secs_f64());
+        let since_first = |t: Option<Instant>| Some((t? - report.first_message?).as_secs_f64());
         let rate =
             |count: u64, secs: Option<f64>| secs.filter(|s| *s > 0.0).map(|s| count as f64 / s);
         let seconds = since_first(report.ended);
