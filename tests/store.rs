@@ -173,6 +173,18 @@ async fn replaying_the_topic_changes_nothing_in_the_store(broker: Broker) {
         // The same group again: the stored offsets say everything is done.
         let again = process_with_store(&env, &store, &env.group).await;
         assert_eq!(again.processed, 0);
+
+        // New orders after a restart: each is handled once, none of the old ones
+        // again (a seek to the stored position re-reads what came before it).
+        let more: Vec<Order> = (0..50).map(|_| random_order()).collect();
+        env.produce_orders(&more).await;
+        let next = process_with_store(&env, &store, &env.group).await;
+        assert_eq!(
+            next.processed + next.dead_lettered,
+            50,
+            "each new order once: {next:?}"
+        );
+        check_store(&store, &[orders, more].concat()).await;
     }
 }
 

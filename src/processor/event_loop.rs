@@ -190,7 +190,7 @@ impl Processor {
     /// a newly assigned partition starts at its stored position, where messages
     /// below it were applied already and are skipped.
     async fn rebalanced(&mut self, run: &mut Run) -> Result<(), Error> {
-        let mut floors_loaded = false;
+        let mut stored = None;
         for change in run.source.take_changes() {
             match change {
                 Change::Revoked(p) => {
@@ -200,14 +200,13 @@ impl Processor {
                     }
                 }
                 Change::Assigned(p) => {
-                    let Some(persist) = run.persist.as_mut() else {
+                    let Some(persist) = run.persist.as_ref() else {
                         continue;
                     };
-                    if !floors_loaded {
-                        persist.load_floors().await?;
-                        floors_loaded = true;
+                    if stored.is_none() {
+                        stored = Some(persist.stored_positions().await?);
                     }
-                    if let Some(&next) = persist.floors.get(&p) {
+                    if let Some(&next) = stored.as_ref().and_then(|s| s.get(&p)) {
                         run.source.start_at(p, next);
                     }
                 }
@@ -354,5 +353,18 @@ mod tests {
         p.delivered(&mut run, dlq_key, 2, Ok(())).unwrap();
         assert_eq!((run.report.processed, run.report.dead_lettered), (0, 0));
         assert!(run.source.offsets(|o| o.to_commit(None)).is_empty());
+    }
+
+    /// librdkafka reads a message again after the seek to a partition's stored
+    /// position when it had fetched it already: it is handled once.
+    #[tokio::test]
+    async fn a_message_read_again_is_handled_once() {
+        let (mut p, mut run) = processor(0);
+        run.source.rebalance(&[Change::Assigned(0)]);
+        for _ in 0..2 {
+            p.arrived(&mut run, Ok(job(4))).await.unwrap();
+        }
+        assert_eq!(run.report.processed, 1);
+        assert_eq!(run.source.offsets(|o| o.to_commit(None)), [(0, 5)]);
     }
 }

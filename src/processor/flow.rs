@@ -11,6 +11,7 @@ use super::{
     attempt::Outcome,
     event_loop::Run,
     keys::{Job, QKey},
+    offsets::Receipt,
 };
 use crate::{
     kafka::{self, WriteFailure},
@@ -20,24 +21,20 @@ use crate::{
 
 impl Processor {
     pub(super) fn received(&mut self, run: &mut Run, job: Job) {
-        if let Some(floor) = run
-            .persist
-            .as_ref()
-            .and_then(|p| p.floors.get(&job.partition))
-            && job.offset < *floor
-        {
-            return; // applied to the store before
-        }
-        if !run
+        match run
             .source
             .offsets(|o| o.received(job.partition, job.offset))
         {
-            tracing::debug!(
-                partition = job.partition,
-                offset = job.offset,
-                "message of a partition no longer assigned; its next owner reads it"
-            );
-            return;
+            Receipt::New => {}
+            Receipt::Behind => return, // applied to the store before, or under way
+            Receipt::NotOwned => {
+                tracing::debug!(
+                    partition = job.partition,
+                    offset = job.offset,
+                    "message of a partition no longer assigned; its next owner reads it"
+                );
+                return;
+            }
         }
         let qk = job.qkey();
         if run.queues.is_blocked(&qk) {

@@ -20,6 +20,14 @@ impl Partition {
     }
 }
 
+/// What became of a message handed to [`Offsets::received`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    New,
+    Behind,
+    NotOwned,
+}
+
 #[derive(Debug, Default)]
 pub struct Offsets {
     parts: HashMap<i32, Partition>,
@@ -48,16 +56,21 @@ impl Offsets {
         self.parts.is_empty()
     }
 
-    /// Records a message as unfinished; false (and nothing recorded) when its
-    /// partition is not this member's.
-    pub fn received(&mut self, partition: i32, offset: i64) -> bool {
+    /// Records a message as unfinished, unless its partition is not this
+    /// member's or the message is behind the partition's position: received
+    /// before (a seek to the stored position re-reads what arrived ahead of it)
+    /// or below that stored position (applied already).
+    pub fn received(&mut self, partition: i32, offset: i64) -> Receipt {
         let Some(p) = self.parts.get_mut(&partition) else {
-            return false;
+            return Receipt::NotOwned;
         };
+        if p.next.is_some_and(|n| offset < n) {
+            return Receipt::Behind;
+        }
         p.unfinished.insert(offset);
-        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        p.next = Some(offset + 1);
         p.at_end = false;
-        true
+        Receipt::New
     }
 
     pub fn finished(&mut self, partition: i32, offset: i64) {
@@ -164,21 +177,34 @@ mod tests {
         o.assign(3);
         o.assign_at(3, 100);
         assert_eq!(o.positions(), [(3, 100)]);
-        o.received(3, 100);
+        assert_eq!(o.received(3, 99), Receipt::Behind, "applied before");
+        assert_eq!(o.received(3, 100), Receipt::New);
         assert_eq!(o.positions(), [(3, 100)]);
         o.finished(3, 100);
         assert_eq!(o.positions(), [(3, 101)]);
+        // The seek to the stored position came after 100 had arrived: librdkafka
+        // reads it again. It is done (or under way) already.
+        assert_eq!(o.received(3, 100), Receipt::Behind);
+        assert_eq!((o.unfinished(), o.positions()), (0, vec![(3, 101)]));
     }
 
     #[test]
     fn partitions_not_owned_get_no_state() {
         let mut o = Offsets::default();
-        assert!(!o.received(2, 7), "a message of a partition never assigned");
+        assert_eq!(
+            o.received(2, 7),
+            Receipt::NotOwned,
+            "a message of a partition never assigned"
+        );
         o.assign_at(2, 50);
         assert!(o.is_empty());
         o.assign(1);
         o.revoke(1);
-        assert!(!o.received(1, 3), "a message of a revoked partition");
+        assert_eq!(
+            o.received(1, 3),
+            Receipt::NotOwned,
+            "a message of a revoked partition"
+        );
         assert!(o.is_empty() && o.to_commit(None).is_empty());
     }
 

@@ -46,8 +46,6 @@ pub struct Persister {
     retry_at: Option<Instant>,
     failures: u32,
     backoff: Backoff,
-    /// Per partition, the stored next offset: anything below it is already applied.
-    pub floors: HashMap<i32, i64>,
 }
 
 impl Persister {
@@ -67,7 +65,6 @@ impl Persister {
                 base: Duration::from_millis(500),
                 max: Duration::from_secs(15),
             },
-            floors: HashMap::new(),
         }
     }
 
@@ -199,7 +196,6 @@ impl Persister {
     /// Drops waiting work of revoked partitions: the new owner redoes it.
     pub fn revoke(&mut self, partition: i32) {
         self.waiting.retain(|f| f.partition != partition);
-        self.floors.remove(&partition);
         if self.writing.is_some() {
             self.revoked_while_writing.push(partition);
         }
@@ -208,9 +204,9 @@ impl Persister {
         }
     }
 
-    pub async fn load_floors(&mut self) -> Result<(), store::Error> {
-        self.floors = self.store.offsets(&self.group, &self.topic).await?;
-        Ok(())
+    /// Per partition, the stored next offset: anything below it is already applied.
+    pub async fn stored_positions(&self) -> Result<HashMap<i32, i64>, store::Error> {
+        self.store.offsets(&self.group, &self.topic).await
     }
 }
 
