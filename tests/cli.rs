@@ -263,3 +263,76 @@ fn the_config_file_sits_below_the_environment_and_the_flags() {
     let (ok, out) = orderflow(&["stats", "--config", "/nonexistent/o.toml"], &[]);
     assert!(!ok && out.contains("/nonexistent/o.toml"), "{out}");
 }
+
+/// What `orders` and `stats` print comes from anyone's messages: terminal
+/// controls in it are shown escaped. A reader that goes away (`| head`) ends
+/// the command quietly.
+#[tokio::test]
+async fn store_commands_escape_terminal_controls_and_take_a_closed_pipe() {
+    use orderflow::{
+        order::random_order,
+        store::{Batch, Finished, Status, Store},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let mut order = random_order();
+    order.product = "\u{1b}[31mred\u{202e}".into();
+    order.user = "eve\r".into();
+    let store = Store::connect(&url).await.unwrap();
+    let finished = Finished {
+        id: order.order_id.clone(),
+        order: Some(order.clone()),
+        status: Status::Processed,
+        attempts: 1,
+        last_error: None,
+        partition: 0,
+        offset: 0,
+        produced_ms: None,
+        received_ms: order.created_at_ms,
+        processed_ms: order.created_at_ms,
+        timeline: Vec::new(),
+    };
+    store
+        .apply(&Batch {
+            group: "g".into(),
+            topic: "orders".into(),
+            finished: vec![finished],
+            offsets: vec![(0, 1)],
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let orderflow = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+        cmd.args(args).args(["--store", &url]);
+        cmd
+    };
+    let commands: [&[&str]; 3] = [
+        &["orders", "list"],
+        &["orders", "show", &order.order_id],
+        &["stats"],
+    ];
+    for args in commands {
+        let out = orderflow(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("\\u{1b}[31mred\\u{202e}"), "{args:?}: {text}");
+        assert!(
+            !text.contains(['\u{1b}', '\u{202e}', '\r']),
+            "{args:?} printed a control: {text:?}"
+        );
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = orderflow(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} into a closed pipe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::args::StoreArgs;
 use crate::{
-    console::amount,
+    console::{Console, amount},
     store::{Filter, Status},
 };
 
@@ -49,17 +49,18 @@ pub async fn run(command: OrdersCommand) -> anyhow::Result<()> {
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
     let store = args.store.open_required().await?;
+    let out = Console::new();
     let filter = Filter {
         status: args.status,
         product: args.product,
         limit: args.limit,
     };
-    println!(
+    out.line(format_args!(
         "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  PROCESSED",
         "ORDER", "STATUS", "PRODUCT", "QTY", "PRICE", "AT"
-    );
+    ));
     for o in store.list(&filter).await? {
-        println!(
+        out.line(format_args!(
             "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  {}",
             o.id,
             o.status,
@@ -68,7 +69,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             amount(o.price),
             o.attempts,
             time(o.processed_ms)
-        );
+        ));
     }
     Ok(())
 }
@@ -79,20 +80,35 @@ async fn show(id: &str, store: &StoreArgs) -> anyhow::Result<()> {
         .show(id)
         .await?
         .with_context(|| format!("no order {id:?} in the store"))?;
-    println!("order     {}", o.id);
-    println!("status    {} after {} attempt(s)", o.status, o.attempts);
-    println!("user      {}", o.user);
-    println!("product   {} x {}", o.product, o.quantity);
-    println!("price     {}", amount(o.price));
+    let out = Console::new();
+    out.line(format_args!("order     {}", o.id));
+    out.line(format_args!(
+        "status    {} after {} attempt(s)",
+        o.status, o.attempts
+    ));
+    out.line(format_args!("user      {}", o.user));
+    out.line(format_args!("product   {} x {}", o.product, o.quantity));
+    out.line(format_args!("price     {}", amount(o.price)));
     if let Some(e) = &o.last_error {
-        println!("error     {e}");
+        out.line(format_args!("error     {e}"));
     }
-    println!("source    {}[{}]@{}", o.topic, o.partition, o.offset);
-    println!("produced  {}", o.produced_ms.map_or("-".into(), time));
-    println!("processed {}", time(o.processed_ms));
-    println!("timeline:");
+    out.line(format_args!(
+        "source    {}[{}]@{}",
+        o.topic, o.partition, o.offset
+    ));
+    out.line(format_args!(
+        "produced  {}",
+        o.produced_ms.map_or("-".into(), time)
+    ));
+    out.line(format_args!("processed {}", time(o.processed_ms)));
+    out.line(format_args!("timeline:"));
     for e in events {
-        println!("  {}  {:<14}  {}", time(e.at_ms), e.kind, e.detail);
+        out.line(format_args!(
+            "  {}  {:<14}  {}",
+            time(e.at_ms),
+            e.kind,
+            e.detail
+        ));
     }
     Ok(())
 }
