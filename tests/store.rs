@@ -204,6 +204,92 @@ fn finished(o: &Order, offset: i64) -> Finished {
     }
 }
 
+/// What the store promises: an order is applied once per id. The same message
+/// again (a redelivery, a replay) changes nothing; another message with an id
+/// stored before is a different order reusing the id: it is not applied, it is
+/// kept apart once, and `orders show` lists it.
+#[tokio::test]
+async fn a_different_order_reusing_an_id_is_kept_apart_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let store = Store::connect(&url).await.unwrap();
+        let batch = |finished: Vec<Finished>| Batch {
+            group: "g".into(),
+            topic: "orders".into(),
+            offsets: vec![(0, finished.iter().map(|f| f.offset + 1).max().unwrap())],
+            finished,
+        };
+        let first = random_order();
+        let mut reuse = random_order();
+        reuse.order_id = first.order_id.clone();
+        reuse.product = "reused".into();
+        let other = random_order();
+
+        let applied = store
+            .apply(&batch(vec![finished(&first, 0)]))
+            .await
+            .unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (1, 0), "{url}");
+        let again = store
+            .apply(&batch(vec![finished(&first, 0)]))
+            .await
+            .unwrap();
+        assert_eq!((again.inserted, again.duplicates), (0, 1), "{url}");
+        assert!(
+            again.conflicts.is_empty(),
+            "{url}: a redelivery is no conflict"
+        );
+
+        let both = vec![finished(&reuse, 5), finished(&other, 6)];
+        let applied = store.apply(&batch(both.clone())).await.unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (1, 0), "{url}");
+        assert_eq!(
+            applied.conflicts,
+            std::slice::from_ref(&first.order_id),
+            "{url}"
+        );
+        let applied = store.apply(&batch(both)).await.unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (0, 2), "{url}");
+        assert!(applied.conflicts.is_empty(), "{url}: recorded once");
+
+        // Both in one batch: the first one stands.
+        let twin = random_order();
+        let mut twin_reuse = random_order();
+        twin_reuse.order_id = twin.order_id.clone();
+        twin_reuse.product = "reused".into();
+        let applied = store
+            .apply(&batch(vec![finished(&twin, 7), finished(&twin_reuse, 8)]))
+            .await
+            .unwrap();
+        assert_eq!(applied.inserted, 1, "{url}");
+        assert_eq!(
+            applied.conflicts,
+            std::slice::from_ref(&twin.order_id),
+            "{url}"
+        );
+
+        let stats = store.aggregates().await.unwrap();
+        assert_eq!(stats.total.orders, 3, "{url}: a reused id is not counted");
+        assert!(!stats.by_product.contains_key("reused"), "{url}");
+        let (stored, events) = store.show(&first.order_id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.product, first.product,
+            "{url}: the first order stands"
+        );
+        let conflicts: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == "id_conflict")
+            .map(|e| e.detail.as_str())
+            .collect();
+        assert_eq!(conflicts.len(), 1, "{url}: {events:?}");
+        assert!(
+            conflicts[0].contains("orders[0]@5") && conflicts[0].contains("reused"),
+            "{url}: {}",
+            conflicts[0]
+        );
+    }
+}
+
 /// The store inserts many orders per statement and falls back to one at a time
 /// when some were stored before; either way each order counts once.
 

@@ -237,6 +237,13 @@ impl Processor {
         if !stored.is_empty() {
             self.observer.on_event(&Event::Stored { orders: &stored });
         }
+        if let Some(first) = applied.conflicts.first() {
+            tracing::warn!(
+                count = applied.conflicts.len(),
+                first = %crate::console::printable(first),
+                "orders reuse ids stored before from other messages; they are kept apart, not applied: see `orderflow orders show ID`"
+            );
+        }
         if applied.duplicates > 0 {
             // Redelivered orders were not applied again; show the stored truth.
             match persist.store().aggregates().await {

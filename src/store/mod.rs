@@ -101,11 +101,14 @@ pub struct Batch {
 }
 
 /// What applying a batch changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {
     pub inserted: usize,
     /// Orders already in the store (redeliveries), left untouched.
     pub duplicates: usize,
+    /// Ids of orders from messages other than the one stored under their id:
+    /// kept apart, not applied (see `orders show`).
+    pub conflicts: Vec<String>,
 }
 
 /// A stored order as the read commands show it.

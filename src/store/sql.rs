@@ -128,6 +128,30 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         DROP INDEX orders_product;
         CREATE INDEX orders_processed ON orders (processed_ms)",
     ),
+    // An order is applied once per id. Another message (another position in a
+    // topic) with an id stored before is a different order reusing the id: it
+    // is kept here, once per message, and `orders show` lists it.
+    (
+        4,
+        "CREATE TABLE order_conflicts (
+        source_topic TEXT NOT NULL,
+        source_partition BIGINT NOT NULL,
+        source_offset BIGINT NOT NULL,
+        order_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        product TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price DOUBLE PRECISION,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        last_error TEXT,
+        produced_ms BIGINT,
+        processed_ms BIGINT NOT NULL,
+        received_ms BIGINT,
+        PRIMARY KEY (source_topic, source_partition, source_offset)
+    );
+    CREATE INDEX order_conflicts_id ON order_conflicts (order_id)",
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =
@@ -169,6 +193,12 @@ const ORDER_VALUES: usize = 13;
 /// Inserts `rows` orders, each only if it is not stored yet: a redelivered order
 /// is left as it is. `$1` is the source topic; each order's values follow.
 fn insert_orders_sql(rows: usize) -> String {
+    insert_sql("orders", "order_id", rows)
+}
+
+/// Inserts `rows` rows into `table` (`orders` or `order_conflicts`, which have
+/// the same columns), each unless `key` is taken.
+fn insert_sql(table: &str, key: &str, rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
             let row: Vec<String> = (1..=ORDER_VALUES)
@@ -178,14 +208,22 @@ fn insert_orders_sql(rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO orders (source_topic, order_id, user_name, product, quantity, price,
+        "INSERT INTO {table} (source_topic, order_id, user_name, product, quantity, price,
             status, attempts, last_error, source_partition, source_offset, produced_ms,
             processed_ms, received_ms)
         VALUES {}
-        ON CONFLICT (order_id) DO NOTHING",
+        ON CONFLICT ({key}) DO NOTHING",
         values.join(", ")
     )
 }
+
+static INSERT_CONFLICT: LazyLock<String> = LazyLock::new(|| {
+    insert_sql(
+        "order_conflicts",
+        "source_topic, source_partition, source_offset",
+        1,
+    )
+});
 
 static INSERT_ORDERS: LazyLock<String> = LazyLock::new(|| insert_orders_sql(ROWS_PER_INSERT));
 static INSERT_ORDER: LazyLock<String> = LazyLock::new(|| insert_orders_sql(1));
@@ -282,17 +320,39 @@ pub async fn apply(c: &mut impl Conn, batch: &Batch) -> Result<Option<Applied>, 
 }
 
 /// Applies a batch inside the caller's transaction, inserting one order at a time
-/// so that each insert says whether its order is new.
+/// so that each insert says whether its order is new. An order whose id is
+/// stored already is the same message again (a redelivery, a replay: left as it
+/// is) or, from another position, a different order that reuses the id: kept
+/// in `order_conflicts`.
 pub async fn apply_one_by_one(c: &mut impl Conn, batch: &Batch) -> Result<Applied, Error> {
     let mut inserted = Vec::with_capacity(batch.finished.len());
+    let mut conflicts = Vec::new();
     let mut values = Vec::with_capacity(1 + ORDER_VALUES);
     for f in &batch.finished {
         bind_orders(&mut values, &batch.topic, std::slice::from_ref(f));
         if c.exec(&INSERT_ORDER, &values).await? > 0 {
             inserted.push(f);
+            continue;
+        }
+        let stored = c
+            .rows(
+                "SELECT source_topic, source_partition, source_offset FROM orders WHERE order_id = $1",
+                &[P::T(&f.id)],
+            )
+            .await?;
+        let same_message = stored.first().is_some_and(|r| {
+            r[0] == V::T(batch.topic.clone())
+                && r[1] == V::I(i64::from(f.partition))
+                && r[2] == V::I(f.offset)
+        });
+        if !same_message && c.exec(&INSERT_CONFLICT, &values).await? > 0 {
+            conflicts.push(f.id.clone());
         }
     }
-    record(c, batch, &inserted).await
+    let mut applied = record(c, batch, &inserted).await?;
+    applied.duplicates -= conflicts.len();
+    applied.conflicts = conflicts;
+    Ok(applied)
 }
 
 /// Writes what follows from the orders a batch inserted: their timelines and
@@ -339,6 +399,7 @@ async fn record(
     Ok(Applied {
         inserted: inserted.len(),
         duplicates: batch.finished.len() - inserted.len(),
+        conflicts: Vec::new(),
     })
 }
 
@@ -464,10 +525,32 @@ pub async fn show(
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let events = match order.received_ms {
+    let mut events = match order.received_ms {
         Some(received) => timeline(&order, received, stored),
         None => stored, // stored before receipt was a column: all events are rows
     };
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM order_conflicts WHERE order_id = $1
+         ORDER BY processed_ms, source_partition, source_offset"
+    );
+    for r in c.rows(&sql, &[P::T(id)]).await? {
+        let other = stored_order(&r)?;
+        events.push(StoredEvent {
+            at_ms: other.processed_ms,
+            kind: "id_conflict".into(),
+            detail: format!(
+                "another order with this id, kept apart: {}[{}]@{}, {} {} x {} at {}, {}",
+                other.topic,
+                other.partition,
+                other.offset,
+                other.user,
+                other.product,
+                other.quantity,
+                other.price.map_or("-".into(), |p| format!("{p:.2}")),
+                other.status
+            ),
+        });
+    }
     Ok(Some((order, events)))
 }
 
