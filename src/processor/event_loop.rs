@@ -133,6 +133,10 @@ impl Processor {
                     run.start_write();
                 }
             }
+            // A recv that serves a rebalance returns nothing (rdkafka counts the
+            // event as consumed and polls again), so another arm may have won
+            // this turn: what changed goes before any further work.
+            self.rebalanced(run).await?;
             self.send_dlq(run);
             if drain.is_cancelled() && run.dlq.is_idle() {
                 let (idle, at_end) = run.source.offsets(|o| (o.idle(), o.all_done()));

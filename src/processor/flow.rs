@@ -244,8 +244,9 @@ impl Processor {
                 "orders reuse ids stored before from other messages; they are kept apart, not applied: see `orderflow orders show ID`"
             );
         }
-        if applied.duplicates > 0 {
-            // Redelivered orders were not applied again; show the stored truth.
+        if applied.duplicates > 0 || !applied.conflicts.is_empty() {
+            // Redelivered orders and reused ids were not applied; show the
+            // stored truth.
             match persist.store().aggregates().await {
                 Ok(a) => run.report.aggregates = a,
                 Err(e) => tracing::warn!(error = %e, "reloading aggregates failed"),

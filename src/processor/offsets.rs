@@ -4,11 +4,43 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+/// The offsets received since a partition was assigned, as ranges `[start,
+/// end)`. Messages come in offset order, so each one extends the last range
+/// (over any gap a compacted topic leaves); only a seek backwards starts
+/// another, which closes up once it reaches the first.
+#[derive(Debug, Default)]
+struct Seen(Vec<(i64, i64)>);
+
+impl Seen {
+    /// Records `offset`; false if it was received before.
+    fn insert(&mut self, offset: i64) -> bool {
+        // The last range starting at or before the offset.
+        let i = self.0.partition_point(|(start, _)| *start <= offset);
+        if i > 0 && offset < self.0[i - 1].1 {
+            return false;
+        }
+        if i > 0 {
+            self.0[i - 1].1 = offset + 1;
+        } else {
+            self.0.insert(0, (offset, offset + 1));
+        }
+        let at = i.saturating_sub(1);
+        if at + 1 < self.0.len() && self.0[at].1 >= self.0[at + 1].0 {
+            self.0[at].1 = self.0[at].1.max(self.0[at + 1].1);
+            self.0.remove(at + 1);
+        }
+        true
+    }
+}
+
 #[derive(Debug, Default)]
 struct Partition {
     unfinished: BTreeSet<i64>,
-    /// One past the highest offset received.
+    /// One past the highest offset received, or the stored position.
     next: Option<i64>,
+    /// The stored position: everything below it was applied already.
+    floor: Option<i64>,
+    seen: Seen,
     committed: Option<i64>,
     /// The partition was read to its end and nothing newer has arrived since.
     at_end: bool,
@@ -44,6 +76,7 @@ impl Offsets {
     pub fn assign_at(&mut self, partition: i32, next: i64) {
         if let Some(p) = self.parts.get_mut(&partition) {
             p.next = Some(p.next.map_or(next, |n| n.max(next)));
+            p.floor = Some(next);
         }
     }
 
@@ -57,18 +90,18 @@ impl Offsets {
     }
 
     /// Records a message as unfinished, unless its partition is not this
-    /// member's or the message is behind the partition's position: received
-    /// before (a seek to the stored position re-reads what arrived ahead of it)
-    /// or below that stored position (applied already).
+    /// member's, or the message is below the stored position (applied already)
+    /// or was received before (a seek to the stored position re-reads what
+    /// librdkafka had fetched ahead of it).
     pub fn received(&mut self, partition: i32, offset: i64) -> Receipt {
         let Some(p) = self.parts.get_mut(&partition) else {
             return Receipt::NotOwned;
         };
-        if p.next.is_some_and(|n| offset < n) {
+        if p.floor.is_some_and(|f| offset < f) || !p.seen.insert(offset) {
             return Receipt::Behind;
         }
         p.unfinished.insert(offset);
-        p.next = Some(offset + 1);
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         p.at_end = false;
         Receipt::New
     }
@@ -186,6 +219,26 @@ mod tests {
         // reads it again. It is done (or under way) already.
         assert_eq!(o.received(3, 100), Receipt::Behind);
         assert_eq!((o.unfinished(), o.positions()), (0, vec![(3, 101)]));
+    }
+
+    /// A store behind Kafka (restored, or new to a group that ran without
+    /// one): librdkafka fetched from the committed offset, 50, before the seek
+    /// to the stored 40 took effect. 40 to 49 come next, then 50 again.
+    #[test]
+    fn a_seek_back_to_the_stored_position_reads_what_lies_between() {
+        let mut o = Offsets::default();
+        o.assign(0);
+        o.assign_at(0, 40);
+        assert_eq!(o.received(0, 50), Receipt::New);
+        for off in 40..50 {
+            assert_eq!(o.received(0, off), Receipt::New, "{off}");
+        }
+        assert_eq!(o.received(0, 50), Receipt::Behind);
+        assert_eq!(o.received(0, 51), Receipt::New);
+        assert_eq!(o.unfinished(), 12);
+        // A compacted topic's gaps are no seek: 60 after 51 takes nothing back.
+        assert_eq!(o.received(0, 60), Receipt::New);
+        assert_eq!(o.received(0, 55), Receipt::Behind);
     }
 
     #[test]

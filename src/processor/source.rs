@@ -188,8 +188,9 @@ impl Source {
         })
     }
 
-    /// The next message. Rebalance callbacks run in here, and only in here:
-    /// look at [`Source::take_changes`] after each call.
+    /// The next message. Rebalance callbacks run in here, and only in here,
+    /// also when it returns nothing: look at [`Source::take_changes`] after
+    /// each turn that polled it.
     pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
         self.consumer.recv().await
     }
