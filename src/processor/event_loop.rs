@@ -182,7 +182,9 @@ impl Processor {
                 self.received(run, job);
             }
             Err(KafkaError::PartitionEOF(p)) => run.source.offsets(|o| o.reached_end(p)),
-            Err(e) if source::is_fatal(&e) => return Err(Error::Consume(e)),
+            Err(e) if source::is_fatal(&e) => {
+                return Err(Error::Consume(run.source.with_fatal_cause(e)));
+            }
             Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries on its own"),
         }
         Ok(())

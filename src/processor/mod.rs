@@ -26,7 +26,7 @@ mod timer;
 
 use std::sync::Arc;
 
-use rdkafka::error::KafkaError;
+use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, DEFAULT_MAX_IN_FLIGHT};
@@ -108,6 +108,32 @@ impl Processor {
         shutdown: CancellationToken,
         drain: CancellationToken,
     ) -> Result<Report, Error> {
+        let mut report = Report::default();
+        let mut rejoins = Rejoins::default();
+        loop {
+            let (result, r) = self.session(report, &shutdown, &drain).await?;
+            report = r;
+            match result {
+                Err(Error::Consume(e)) if self.fenced_itself(&e) && rejoins.allow() => {
+                    tracing::warn!(error = %e, group = %self.config.group, "this static member was fenced by its own rejoin (its session expired while the group coordinator was away); joining again with a new consumer, unfinished work is read again");
+                }
+                result => {
+                    report.ended = Some(tokio::time::Instant::now());
+                    return result.map(|()| report);
+                }
+            }
+        }
+    }
+
+    /// One consumer's life: claims the member id, subscribes, runs the event
+    /// loop and finishes. Fails before it starts reading with the outer error;
+    /// the inner one is how the event loop ended.
+    async fn session(
+        &mut self,
+        report: Report,
+        shutdown: &CancellationToken,
+        drain: &CancellationToken,
+    ) -> Result<(Result<(), Error>, Report), Error> {
         let cfg = &self.config;
         // Declared before `run`, so dropped after its consumer: the slot stays this
         // processor's until it has left the group.
@@ -120,7 +146,7 @@ impl Processor {
             source,
             queues: KeyQueues::default(),
             dlq,
-            report: Report::default(),
+            report,
             persist: None,
         };
         if let Some(store) = &self.store {
@@ -131,9 +157,58 @@ impl Processor {
                 &self.config.topic,
             ));
         }
-        let result = self.event_loop(&mut run, &shutdown, &drain).await;
+        let result = self.event_loop(&mut run, shutdown, drain).await;
         self.finish(&mut run).await;
-        run.report.ended = Some(tokio::time::Instant::now());
-        result.map(|()| run.report)
+        drop(instance);
+        Ok((result, run.report))
+    }
+
+    /// librdkafka makes a static member fatally fenced when it rejoins after its
+    /// session expired (the coordinator was away, e.g. a broker restart) while a
+    /// commit of its old membership is still out: the member that fenced it is
+    /// itself. A new consumer under the same id takes the place back. An id given
+    /// by hand may be a real twin's, so only rejoins in quick succession are
+    /// refused (see [`Rejoins`]).
+    fn fenced_itself(&self, e: &KafkaError) -> bool {
+        !matches!(self.config.membership, Membership::Dynamic)
+            && matches!(
+                e,
+                KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::FencedInstanceId)
+            )
+    }
+}
+
+/// Rejoins after being fenced: a few in a row are a recovering cluster, more
+/// within a minute of each other are two processors under one instance id.
+#[derive(Default)]
+struct Rejoins {
+    last: Option<tokio::time::Instant>,
+    in_a_row: u32,
+}
+
+impl Rejoins {
+    const MAX_IN_A_ROW: u32 = 3;
+
+    fn allow(&mut self) -> bool {
+        let quick = self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60));
+        self.in_a_row = if quick { self.in_a_row + 1 } else { 1 };
+        self.last = Some(tokio::time::Instant::now());
+        self.in_a_row <= Self::MAX_IN_A_ROW
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rejoins_in_quick_succession_stop_after_three() {
+        let mut r = Rejoins::default();
+        assert!((0..3).all(|_| r.allow()), "a recovering cluster");
+        assert!(!r.allow(), "a fourth within a minute: a twin under the same id");
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        assert!(r.allow(), "a minute later it counts afresh");
     }
 }

@@ -259,6 +259,17 @@ impl Source {
         }
     }
 
+    /// A fatal consumer error says only that there is one: librdkafka keeps the
+    /// cause (say, FencedInstanceId) apart.
+    pub fn with_fatal_cause(&self, e: KafkaError) -> KafkaError {
+        match (&e, self.consumer.client().fatal_error()) {
+            (KafkaError::MessageConsumptionFatal(_), Some((code, _))) => {
+                KafkaError::MessageConsumptionFatal(code)
+            }
+            _ => e,
+        }
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.is_some()
     }
