@@ -207,7 +207,10 @@ mod tests {
     async fn rejoins_in_quick_succession_stop_after_three() {
         let mut r = Rejoins::default();
         assert!((0..3).all(|_| r.allow()), "a recovering cluster");
-        assert!(!r.allow(), "a fourth within a minute: a twin under the same id");
+        assert!(
+            !r.allow(),
+            "a fourth within a minute: a twin under the same id"
+        );
         tokio::time::advance(std::time::Duration::from_secs(61)).await;
         assert!(r.allow(), "a minute later it counts afresh");
     }
