@@ -159,7 +159,6 @@ impl Processor {
         }
         let result = self.event_loop(&mut run, shutdown, drain).await;
         self.finish(&mut run).await;
-        drop(instance);
         Ok((result, run.report))
     }
 

@@ -36,8 +36,6 @@ impl Seen {
 #[derive(Debug, Default)]
 struct Partition {
     unfinished: BTreeSet<i64>,
-    /// One past the highest offset received, or the stored position.
-    next: Option<i64>,
     /// The stored position: everything below it was applied already.
     floor: Option<i64>,
     seen: Seen,
@@ -48,7 +46,13 @@ struct Partition {
 
 impl Partition {
     fn safe(&self) -> Option<i64> {
-        self.unfinished.first().copied().or(self.next)
+        self.unfinished.first().copied().or_else(|| self.next())
+    }
+
+    /// One past the highest offset received, or the stored position if higher.
+    fn next(&self) -> Option<i64> {
+        let received = self.seen.0.last().map(|(_, end)| *end);
+        received.max(self.floor)
     }
 }
 
@@ -75,7 +79,6 @@ impl Offsets {
     /// A partition revoked since it was assigned stays gone.
     pub fn assign_at(&mut self, partition: i32, next: i64) {
         if let Some(p) = self.parts.get_mut(&partition) {
-            p.next = Some(p.next.map_or(next, |n| n.max(next)));
             p.floor = Some(next);
         }
     }
@@ -101,7 +104,6 @@ impl Offsets {
             return Receipt::Behind;
         }
         p.unfinished.insert(offset);
-        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         p.at_end = false;
         Receipt::New
     }

@@ -341,7 +341,7 @@ pub async fn apply_one_by_one(c: &mut impl Conn, batch: &Batch) -> Result<Applie
             )
             .await?;
         let same_message = stored.first().is_some_and(|r| {
-            r[0] == V::T(batch.topic.clone())
+            matches!(&r[0], V::T(topic) if *topic == batch.topic)
                 && r[1] == V::I(i64::from(f.partition))
                 && r[2] == V::I(f.offset)
         });
