@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate: (args.rate > 0.0).then_some(args.rate),
         count: args.count,
         format: WireFormat::Avro,
+        ids: crate::order::Ids::default(),
     };
     let producer_task = {
         let (stop_producing, drain) = (stop_producing.clone(), drain_processor.clone());

@@ -105,6 +105,27 @@ pub fn random_order() -> Order {
     }
 }
 
+/// The ids of the orders `orderflow produce` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ids {
+    /// UUID v7, in creation order
+    #[default]
+    V7,
+    /// UUID v4, random, as most producers (the seeds' among them) send them
+    V4,
+}
+
+impl Ids {
+    /// A random order with an id of this kind.
+    pub fn random_order(self) -> Order {
+        let mut order = random_order();
+        if self == Ids::V4 {
+            order.order_id = uuid::Uuid::new_v4().to_string();
+        }
+        order
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

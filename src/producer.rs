@@ -21,7 +21,7 @@ use crate::{
     codec::{avro, json},
     console::Console,
     kafka::{self, KafkaConfig},
-    order::{Order, random_order},
+    order::{Ids, Order},
 };
 
 /// How orders are written.
@@ -43,6 +43,7 @@ pub struct Config {
     pub rate: Option<f64>,
     pub count: Option<u64>,
     pub format: WireFormat,
+    pub ids: Ids,
 }
 
 /// How to show progress.
@@ -157,7 +158,7 @@ pub async fn run(
                 _ = shutdown.cancelled() => break,
             }
         }
-        let order = random_order();
+        let order = cfg.ids.random_order();
         let payload = encode(cfg.format, &writer, &order);
         if let Output::Lines(out) = &ctx.output {
             out.line(format_args!(

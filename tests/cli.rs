@@ -292,12 +292,19 @@ async fn store_commands_escape_terminal_controls_and_take_a_closed_pipe() {
         processed_ms: order.created_at_ms,
         timeline: Vec::new(),
     };
+    let failed = Finished {
+        id: "f-1".into(),
+        status: Status::Dlq,
+        last_error: Some(order.product.clone()),
+        offset: 1,
+        ..finished.clone()
+    };
     store
         .apply(&Batch {
             group: "g".into(),
             topic: "orders".into(),
-            finished: vec![finished],
-            offsets: vec![(0, 1)],
+            finished: vec![finished, failed],
+            offsets: vec![(0, 2)],
         })
         .await
         .unwrap();
@@ -307,9 +314,10 @@ async fn store_commands_escape_terminal_controls_and_take_a_closed_pipe() {
         cmd.args(args).args(["--store", &url]);
         cmd
     };
-    let commands: [&[&str]; 3] = [
+    let commands: [&[&str]; 4] = [
         &["orders", "list"],
         &["orders", "show", &order.order_id],
+        &["orders", "failures"],
         &["stats"],
     ];
     for args in commands {
@@ -335,4 +343,95 @@ async fn store_commands_escape_terminal_controls_and_take_a_closed_pipe() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `orders prune` takes its window from the flag or from the config key
+/// `retention`, deletes only what is older, and leaves the aggregates; the next
+/// page of a list starts where a full page said.
+#[tokio::test]
+async fn orders_prune_keeps_the_window_and_lists_page_on() {
+    use orderflow::{
+        order::{now_ms, random_order},
+        store::{Batch, Finished, Status, Store},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let day = 86_400_000;
+    let store = Store::connect(&url).await.unwrap();
+    let ages = [120, 100, 95, 80, 10, 0]; // days
+    let finished: Vec<Finished> = ages
+        .iter()
+        .enumerate()
+        .map(|(n, age)| {
+            let order = random_order();
+            let at = now_ms() - age * day;
+            Finished {
+                id: order.order_id.clone(),
+                order: Some(order),
+                status: Status::Processed,
+                attempts: 1,
+                last_error: None,
+                partition: 0,
+                offset: n as i64,
+                produced_ms: Some(at),
+                received_ms: at,
+                processed_ms: at,
+                timeline: Vec::new(),
+            }
+        })
+        .collect();
+    store
+        .apply(&Batch {
+            group: "g".into(),
+            topic: "orders".into(),
+            finished,
+            offsets: vec![(0, 6)],
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let orderflow = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orderflow"))
+            .args(args)
+            .args(["--store", &url])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        (stdout, stderr)
+    };
+    let rows = |stdout: &str| stdout.lines().skip(1).count();
+
+    let (first, more) = orderflow(&["orders", "list", "--limit", "4"]);
+    assert_eq!(rows(&first), 4, "{first}");
+    let after = more
+        .trim()
+        .strip_prefix("more: add --after ")
+        .unwrap_or_else(|| panic!("no next page in {more:?}"));
+    let (next, more) = orderflow(&["orders", "list", "--limit", "4", "--after", after]);
+    assert_eq!(rows(&next), 2, "{next}");
+    assert!(more.is_empty(), "a short page is the last: {more}");
+
+    let (out, _) = orderflow(&["orders", "prune", "--older-than", "110d"]);
+    assert!(out.starts_with("pruned 1 order(s)"), "{out}");
+    std::fs::write(
+        dir.path().join("orderflow.toml"),
+        "[orders]\nretention = \"90d\"\n",
+    )
+    .unwrap();
+    let (out, _) = orderflow(&["orders", "prune"]);
+    assert!(out.starts_with("pruned 2 order(s)"), "{out}");
+    let (left, _) = orderflow(&["orders", "list"]);
+    assert_eq!(rows(&left), 3, "{left}");
+    let stats = Store::connect(&url)
+        .await
+        .unwrap()
+        .aggregates()
+        .await
+        .unwrap();
+    assert_eq!(stats.total.orders, 6, "the aggregates keep every order");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use common::*;
 use orderflow::{
@@ -16,27 +16,6 @@ use orderflow::{
 };
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
-
-/// Store URLs to run a test against: a fresh SQLite file, and a fresh PostgreSQL
-/// database when configured.
-async fn store_urls(dir: &Path) -> Vec<String> {
-    let mut urls = vec![format!("sqlite://{}", dir.join("orders.db").display())];
-    if let Ok(base) = std::env::var("ORDERFLOW_TEST_POSTGRES_URL") {
-        let name = format!("orderflow_test_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .expect("ORDERFLOW_TEST_POSTGRES_URL reachable");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("test database created");
-        let mut url = url::Url::parse(&base).unwrap();
-        url.set_path(&name);
-        urls.push(url.to_string());
-    }
-    urls
-}
 
 /// The bar: the only processor killed (-9) at a random moment ten times,
 /// and started again with the same command each time, resumes within seconds
@@ -204,12 +183,13 @@ fn finished(o: &Order, offset: i64) -> Finished {
     }
 }
 
-/// What the store promises: an order is applied once per id. The same message
-/// again (a redelivery, a replay) changes nothing; another message with an id
-/// stored before is a different order reusing the id: it is not applied, it is
-/// kept apart once, and `orders show` lists it.
+/// What the store promises: a message is applied once. The same message again
+/// (a redelivery, a replay) changes nothing; another message reusing an order id
+/// is another order: kept, counted, and shown with the first by `orders show`.
+/// A message at a position stored before with another id (the topic deleted and
+/// made again) is new too.
 #[tokio::test]
-async fn a_different_order_reusing_an_id_is_kept_apart_and_shown() {
+async fn a_message_is_applied_once_and_a_reused_id_is_another_order() {
     let dir = tempfile::tempdir().unwrap();
     for url in store_urls(dir.path()).await {
         let store = Store::connect(&url).await.unwrap();
@@ -235,58 +215,46 @@ async fn a_different_order_reusing_an_id_is_kept_apart_and_shown() {
             .await
             .unwrap();
         assert_eq!((again.inserted, again.duplicates), (0, 1), "{url}");
-        assert!(
-            again.conflicts.is_empty(),
-            "{url}: a redelivery is no conflict"
-        );
 
         let both = vec![finished(&reuse, 5), finished(&other, 6)];
         let applied = store.apply(&batch(both.clone())).await.unwrap();
-        assert_eq!((applied.inserted, applied.duplicates), (1, 0), "{url}");
-        assert_eq!(
-            applied.conflicts,
-            std::slice::from_ref(&first.order_id),
-            "{url}"
-        );
+        assert_eq!((applied.inserted, applied.duplicates), (2, 0), "{url}");
         let applied = store.apply(&batch(both)).await.unwrap();
         assert_eq!((applied.inserted, applied.duplicates), (0, 2), "{url}");
-        assert!(applied.conflicts.is_empty(), "{url}: recorded once");
 
-        // Both in one batch: the first one stands.
+        // Both in one batch.
         let twin = random_order();
         let mut twin_reuse = random_order();
         twin_reuse.order_id = twin.order_id.clone();
-        twin_reuse.product = "reused".into();
         let applied = store
             .apply(&batch(vec![finished(&twin, 7), finished(&twin_reuse, 8)]))
             .await
             .unwrap();
-        assert_eq!(applied.inserted, 1, "{url}");
-        assert_eq!(
-            applied.conflicts,
-            std::slice::from_ref(&twin.order_id),
-            "{url}"
-        );
+        assert_eq!((applied.inserted, applied.duplicates), (2, 0), "{url}");
+
+        // The topic made again: offset 0 holds another order.
+        let recreated = random_order();
+        let applied = store
+            .apply(&batch(vec![finished(&recreated, 0)]))
+            .await
+            .unwrap();
+        assert_eq!((applied.inserted, applied.duplicates), (1, 0), "{url}");
 
         let stats = store.aggregates().await.unwrap();
-        assert_eq!(stats.total.orders, 3, "{url}: a reused id is not counted");
-        assert!(!stats.by_product.contains_key("reused"), "{url}");
-        let (stored, events) = store.show(&first.order_id).await.unwrap().unwrap();
-        assert_eq!(
-            stored.product, first.product,
-            "{url}: the first order stands"
-        );
-        let conflicts: Vec<&str> = events
+        assert_eq!(stats.total.orders, 6, "{url}: every message counts once");
+        assert_eq!(stats.by_product["reused"].orders, 1, "{url}");
+        let found = store.show(&first.order_id).await.unwrap();
+        let seen: Vec<(&str, i64)> = found
             .iter()
-            .filter(|e| e.kind == "id_conflict")
-            .map(|e| e.detail.as_str())
+            .map(|h| (h.order.product.as_str(), h.order.offset))
             .collect();
-        assert_eq!(conflicts.len(), 1, "{url}: {events:?}");
-        assert!(
-            conflicts[0].contains("orders[0]@5") && conflicts[0].contains("reused"),
-            "{url}: {}",
-            conflicts[0]
+        assert_eq!(
+            seen,
+            [(first.product.as_str(), 0), ("reused", 5)],
+            "{url}: both orders, oldest first"
         );
+        assert_eq!(store.show(&twin.order_id).await.unwrap().len(), 2, "{url}");
+        assert!(store.show("no-such-id").await.unwrap().is_empty(), "{url}");
     }
 }
 

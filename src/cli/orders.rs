@@ -1,6 +1,6 @@
-//! `orderflow orders list|show`: the order history in the store.
+//! `orderflow orders list|show|failures|prune`: the order history in the store.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -8,19 +8,28 @@ use clap::{Args, Subcommand};
 use super::args::StoreArgs;
 use crate::{
     console::{Console, amount},
-    store::{Filter, Status},
+    store::{Cursor, Filter, History, Status, retention},
 };
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// List stored orders, newest first
+    /// List stored orders, newest first, a page at a time
     List(ListArgs),
-    /// One order with its timeline
+    /// An order with its timeline (every order stored with the id)
     Show {
         id: String,
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Dead-lettered orders grouped by error, the most frequent first
+    Failures {
+        #[arg(long, env = "ORDERFLOW_LIMIT", default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete orders processed longer ago than a duration (the aggregates keep them)
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -30,8 +39,28 @@ pub struct ListArgs {
     pub status: Option<Status>,
     #[arg(long, env = "ORDERFLOW_PRODUCT")]
     pub product: Option<String>,
-    #[arg(long, env = "ORDERFLOW_LIMIT", default_value_t = 20)]
+    #[arg(long, env = "ORDERFLOW_USER")]
+    pub user: Option<String>,
+    /// Processed at or after: a time (2026-12-01T10:00:00Z) or a duration ago (2h)
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<i64>,
+    /// Processed before: a time or a duration ago
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<i64>,
+    /// The next page: orders older than the position a full page ended with
+    #[arg(long)]
+    pub after: Option<Cursor>,
+    #[arg(long, env = "ORDERFLOW_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete orders processed longer ago than this, e.g. 90d
+    #[arg(long, env = "ORDERFLOW_RETENTION", value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -40,10 +69,32 @@ fn parse_status(s: &str) -> Result<Status, String> {
     Status::parse(s).ok_or_else(|| format!("unknown status {s:?}: use processed or dlq"))
 }
 
+/// A time as ms since the epoch: RFC 3339, or a duration before now.
+fn parse_time(s: &str) -> Result<i64, String> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s).map_err(|_| {
+                format!("{s:?} is neither a time (2026-12-01T10:00:00Z) nor a duration (2h)")
+            })?;
+            SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{s:?} ago is before the epoch"))?
+        }
+    };
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("{s:?} is too far ahead"))
+}
+
 pub async fn run(command: OrdersCommand) -> anyhow::Result<()> {
     match command {
         OrdersCommand::List(args) => list(args).await,
         OrdersCommand::Show { id, store } => show(&id, &store).await,
+        OrdersCommand::Failures { limit, store } => failures(limit, &store).await,
+        OrdersCommand::Prune(args) => prune(args).await,
     }
 }
 
@@ -53,17 +104,23 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     let filter = Filter {
         status: args.status,
         product: args.product,
+        user: args.user,
+        since_ms: args.since,
+        until_ms: args.until,
+        before: args.after,
         limit: args.limit,
     };
     out.line(format_args!(
-        "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  PROCESSED",
-        "ORDER", "STATUS", "PRODUCT", "QTY", "PRICE", "AT"
+        "{:<36}  {:<9}  {:<8}  {:<8}  {:>3}  {:>8}  {:>2}  PROCESSED",
+        "ORDER", "STATUS", "USER", "PRODUCT", "QTY", "PRICE", "AT"
     ));
-    for o in store.list(&filter).await? {
+    let orders = store.list(&filter).await?;
+    for o in &orders {
         out.line(format_args!(
-            "{:<36}  {:<9}  {:<8}  {:>3}  {:>8}  {:>2}  {}",
+            "{:<36}  {:<9}  {:<8}  {:<8}  {:>3}  {:>8}  {:>2}  {}",
             o.id,
             o.status,
+            o.user,
             o.product,
             o.quantity,
             amount(o.price),
@@ -71,16 +128,34 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             time(o.processed_ms)
         ));
     }
+    if let Some(last) = orders.last().filter(|_| orders.len() as i64 == args.limit) {
+        // On stderr, so that the list itself stays a table for scripts.
+        eprintln!("more: add --after {}", last.cursor());
+    }
     Ok(())
 }
 
 async fn show(id: &str, store: &StoreArgs) -> anyhow::Result<()> {
     let store = store.open_required().await?;
-    let (o, events) = store
-        .show(id)
-        .await?
-        .with_context(|| format!("no order {id:?} in the store"))?;
+    let found = store.show(id).await?;
+    anyhow::ensure!(!found.is_empty(), "no order {id:?} in the store");
     let out = Console::new();
+    if found.len() > 1 {
+        out.line(format_args!(
+            "{} orders carry this id, each from its own message:",
+            found.len()
+        ));
+    }
+    for (n, h) in found.iter().enumerate() {
+        if n > 0 {
+            out.line(format_args!(""));
+        }
+        show_one(&out, h);
+    }
+    Ok(())
+}
+
+fn show_one(out: &Console, History { order: o, events }: &History) {
     out.line(format_args!("order     {}", o.id));
     out.line(format_args!(
         "status    {} after {} attempt(s)",
@@ -110,6 +185,33 @@ async fn show(id: &str, store: &StoreArgs) -> anyhow::Result<()> {
             e.detail
         ));
     }
+}
+
+async fn failures(limit: i64, store: &StoreArgs) -> anyhow::Result<()> {
+    let store = store.open_required().await?;
+    let out = Console::new();
+    out.line(format_args!("{:>8}  {:<24}  ERROR", "ORDERS", "LAST"));
+    for f in store.failures(limit).await? {
+        out.line(format_args!(
+            "{:>8}  {:<24}  {}",
+            f.orders,
+            time(f.last_ms),
+            f.reason
+        ));
+    }
+    Ok(())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    let store = args.store.open_required().await?;
+    let before = retention::cutoff_ms(args.older_than);
+    let pruned = store.prune(before).await.context(
+        "pruning the order store (what was deleted before the error stays deleted; run it again)",
+    )?;
+    Console::new().line(format_args!(
+        "pruned {pruned} order(s) processed before {}",
+        time(before)
+    ));
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use crate::{
     processor::{self, Processor, backoff::Backoff},
     shutdown,
     simulated::{FailWhen, Simulated},
+    store,
 };
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
@@ -39,6 +41,10 @@ pub struct ProcessArgs {
     pub summary: SummaryFormat,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Keep the store's history to this window, e.g. 90d: older orders are pruned
+    /// at start and every 10 minutes (the aggregates keep them)
+    #[arg(long, env = "ORDERFLOW_RETENTION", value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -108,12 +114,24 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         }),
         observer,
     );
+    let pruning = CancellationToken::new();
     if let Some(store) = store {
+        if let Some(retention) = args.retention {
+            tokio::spawn(store::retention::keep(
+                store.clone(),
+                retention,
+                pruning.clone(),
+            ));
+        }
         p = p.with_store(store);
+    } else if args.retention.is_some() {
+        anyhow::bail!("--retention prunes the order store, which --store none turns off");
     }
     let report = p
         .run(shutdown::on_signals(), drain_token(args.exit_at_end))
-        .await?;
+        .await;
+    pruning.cancel();
+    let report = report?;
     let summary = processor::Summary::new(&report);
     match args.summary {
         SummaryFormat::Text => eprintln!("{summary}"),

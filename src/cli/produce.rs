@@ -7,6 +7,7 @@ use clap::Args;
 use super::args::Connection;
 use crate::{
     console::Console,
+    order::Ids,
     producer::{self, WireFormat},
     shutdown,
 };
@@ -23,6 +24,9 @@ pub struct ProduceArgs {
     pub count: Option<u64>,
     #[arg(long, env = "ORDERFLOW_FORMAT", value_enum, default_value = "avro")]
     pub format: WireFormat,
+    /// Order ids: v7 (in creation order) or v4 (random, as most producers send)
+    #[arg(long, env = "ORDERFLOW_IDS", value_enum, default_value = "v7")]
+    pub ids: Ids,
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         rate: (args.rate > 0.0).then_some(args.rate),
         count: args.count,
         format: args.format,
+        ids: args.ids,
     };
     // A progress bar only where someone watches a run with an end.
     let output = if args.count.is_some() && std::io::stdout().is_terminal() {

@@ -237,16 +237,8 @@ impl Processor {
         if !stored.is_empty() {
             self.observer.on_event(&Event::Stored { orders: &stored });
         }
-        if let Some(first) = applied.conflicts.first() {
-            tracing::warn!(
-                count = applied.conflicts.len(),
-                first = %crate::console::printable(first),
-                "orders reuse ids stored before from other messages; they are kept apart, not applied: see `orderflow orders show ID`"
-            );
-        }
-        if applied.duplicates > 0 || !applied.conflicts.is_empty() {
-            // Redelivered orders and reused ids were not applied; show the
-            // stored truth.
+        if applied.duplicates > 0 {
+            // Redelivered orders were not applied again; show the stored truth.
             match persist.store().aggregates().await {
                 Ok(a) => run.report.aggregates = a,
                 Err(e) => tracing::warn!(error = %e, "reloading aggregates failed"),

@@ -2,13 +2,22 @@
 //! consumed offsets, in SQLite (default) or PostgreSQL.
 //!
 //! The processor hands over finished work in batches; each batch is applied in one
-//! database transaction together with the offsets it reaches. Orders are inserted
-//! by id only if new, so a redelivered order is never applied twice, and the
-//! aggregates move only for orders that were actually inserted.
+//! database transaction together with the offsets it reaches. The unit applied
+//! once is the message: an order is inserted only if its position in the topic
+//! (with its id) is new, so a redelivered or replayed message is never applied
+//! twice, and the aggregates move only for orders actually inserted. Two
+//! messages with the same order id are two orders: both are kept, and a lookup
+//! by id shows both. Design and measurements: docs/store.md.
 
 mod postgres;
+mod read;
+pub mod retention;
+mod schema;
 mod sql;
 mod sqlite;
+
+/// The schema's versions, each applied once, in order, when a store is opened.
+pub use schema::MIGRATIONS;
 
 use std::collections::HashMap;
 
@@ -106,14 +115,13 @@ pub struct Applied {
     pub inserted: usize,
     /// Orders already in the store (redeliveries), left untouched.
     pub duplicates: usize,
-    /// Ids of orders from messages other than the one stored under their id:
-    /// kept apart, not applied (see `orders show`).
-    pub conflicts: Vec<String>,
 }
 
 /// A stored order as the read commands show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredOrder {
+    /// The store's own key, in the order orders were stored.
+    pub seq: i64,
     pub id: String,
     pub user: String,
     pub product: String,
@@ -131,12 +139,85 @@ pub struct StoredOrder {
     pub processed_ms: i64,
 }
 
+impl StoredOrder {
+    /// Where the next page of a list that ends with this order starts.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            processed_ms: self.processed_ms,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A position in a list, newest first: the page after it holds older orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cursor {
+    pub processed_ms: i64,
+    pub seq: i64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.processed_ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is no list position: give the MS.SEQ a list printed");
+        let (ms, seq) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Cursor {
+            processed_ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Which orders a list shows, newest (by processing time) first.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub status: Option<Status>,
     pub product: Option<String>,
+    pub user: Option<String>,
+    /// Processed at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Processed before this time.
+    pub until_ms: Option<i64>,
+    /// Only orders after this position: the next page.
+    pub before: Option<Cursor>,
     pub limit: i64,
 }
+
+/// A stored order and its timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub order: StoredOrder,
+    pub events: Vec<StoredEvent>,
+}
+
+/// Dead-lettered orders that failed with one error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub reason: String,
+    pub orders: i64,
+    /// When the last of them was dead-lettered.
+    pub last_ms: i64,
+}
+
+/// A read the store serves, to see its plan ([`Store::plan`]).
+#[derive(Debug, Clone)]
+pub enum Read<'a> {
+    ById(&'a str),
+    List(&'a Filter),
+    /// Failures grouped by error.
+    Failures,
+}
+
+/// Orders deleted per transaction by [`Store::prune`]: each transaction is short,
+/// so a processor writing to the same store waits for one at most.
+const PRUNE_BATCH: i64 = 2_000;
 
 /// A connected store.
 pub enum Store {
@@ -185,10 +266,48 @@ impl Store {
         }
     }
 
-    pub async fn show(&self, id: &str) -> Result<Option<(StoredOrder, Vec<StoredEvent>)>, Error> {
+    /// Every order stored with this id (usually one), oldest first.
+    pub async fn show(&self, id: &str) -> Result<Vec<History>, Error> {
         match self {
             Store::Sqlite(s) => s.show(id).await,
             Store::Postgres(s) => s.show(id).await,
+        }
+    }
+
+    /// Dead-lettered orders grouped by error, the most frequent first.
+    pub async fn failures(&self, limit: i64) -> Result<Vec<Failure>, Error> {
+        match self {
+            Store::Sqlite(s) => s.failures(limit).await,
+            Store::Postgres(s) => s.failures(limit).await,
+        }
+    }
+
+    /// How the database would run a read (its EXPLAIN), to check which index
+    /// serves it.
+    pub async fn plan(&self, read: &Read<'_>) -> Result<Vec<String>, Error> {
+        match self {
+            Store::Sqlite(s) => s.plan(read).await,
+            Store::Postgres(s) => s.plan(read).await,
+        }
+    }
+
+    /// Deletes the orders processed before `before_ms`, with their timelines, a
+    /// batch per transaction; the aggregates keep counting them. Returns how
+    /// many went.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64, Error> {
+        let mut pruned = 0;
+        loop {
+            let n = match self {
+                Store::Sqlite(s) => s.prune(before_ms, PRUNE_BATCH).await?,
+                Store::Postgres(s) => s.prune(before_ms, PRUNE_BATCH).await?,
+            };
+            pruned += n;
+            if n < PRUNE_BATCH as u64 {
+                return Ok(pruned);
+            }
+            // Room for a processor's batch between two of ours: SQLite does not
+            // queue writers fairly.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }

@@ -26,6 +26,9 @@ use tokio::time::Instant;
 pub mod processes;
 #[allow(unused_imports)] // not every test binary runs child processes
 pub use processes::*;
+pub mod stores;
+#[allow(unused_imports)]
+pub use stores::*;
 use tokio_util::sync::CancellationToken;
 
 /// The brokers a test can run on.

@@ -156,7 +156,9 @@ pub async fn check_store(store: &Store, orders: &[Order]) {
         }
     }
     for r in rows.iter().step_by(7) {
-        let (_, events) = store.show(&r.id).await.unwrap().unwrap();
+        let found = store.show(&r.id).await.unwrap();
+        assert_eq!(found.len(), 1, "one order with id {}", r.id);
+        let events = &found[0].events;
         let finals = events
             .iter()
             .filter(|e| e.kind == "processed" || e.kind == "dlq")
