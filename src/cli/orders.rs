@@ -23,7 +23,7 @@ pub enum OrdersCommand {
     },
     /// Dead-lettered orders grouped by error, the most frequent first
     Failures {
-        #[arg(long, env = "ORDERFLOW_LIMIT", default_value_t = 20)]
+        #[arg(long, env = "ORDERFLOW_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         #[command(flatten)]
         store: StoreArgs,
