@@ -130,34 +130,38 @@ impl PgStore {
         Ok(applied)
     }
 
-    pub async fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>, Error> {
+    /// Runs a read on the connection (connecting again if it broke).
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Pg<'_, Client>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let guard = self.client().await?;
-        read::offsets(&mut Pg(guard.as_ref().expect("connected")), group, topic).await
+        f(&mut Pg(guard.as_ref().expect("connected"))).await
+    }
+
+    pub async fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>, Error> {
+        self.read(async |c| read::offsets(c, group, topic).await)
+            .await
     }
 
     pub async fn aggregates(&self) -> Result<Aggregates, Error> {
-        let guard = self.client().await?;
-        read::aggregates(&mut Pg(guard.as_ref().expect("connected"))).await
+        self.read(async |c| read::aggregates(c).await).await
     }
 
     pub async fn list(&self, f: &Filter) -> Result<Vec<StoredOrder>, Error> {
-        let guard = self.client().await?;
-        read::list(&mut Pg(guard.as_ref().expect("connected")), f).await
+        self.read(async |c| read::list(c, f).await).await
     }
 
     pub async fn show(&self, id: &str) -> Result<Vec<History>, Error> {
-        let guard = self.client().await?;
-        read::show(&mut Pg(guard.as_ref().expect("connected")), id).await
+        self.read(async |c| read::show(c, id).await).await
     }
 
     pub async fn failures(&self, limit: i64) -> Result<Vec<Failure>, Error> {
-        let guard = self.client().await?;
-        read::failures(&mut Pg(guard.as_ref().expect("connected")), limit).await
+        self.read(async |c| read::failures(c, limit).await).await
     }
 
     pub async fn plan(&self, read: &Read<'_>) -> Result<Vec<String>, Error> {
-        let guard = self.client().await?;
-        read::plan(&mut Pg(guard.as_ref().expect("connected")), read).await
+        self.read(async |c| read::plan(c, read).await).await
     }
 
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, Error> {

@@ -226,11 +226,10 @@ pub async fn failures(c: &mut impl Conn, limit: i64) -> Result<Vec<Failure>, Err
 
 /// How the database would run a read: the lines of its EXPLAIN.
 pub async fn plan<C: Conn>(c: &mut C, read: &Read<'_>) -> Result<Vec<String>, Error> {
-    let limit = [P::I(20)];
     let (sql, values) = match read {
         Read::ById(id) => (by_id_sql(C::ID_BUCKET_BITS), vec![P::T(id)]),
         Read::List(f) => list_query(f),
-        Read::Failures => (FAILURES.to_string(), limit.to_vec()),
+        Read::Failures => (FAILURES.to_string(), vec![P::I(20)]),
     };
     c.rows(&format!("{} {sql}", C::EXPLAIN), &values)
         .await?
