@@ -313,6 +313,7 @@ fn finished(n: i64, ids: Ids) -> Finished {
         received_ms: at,
         processed_ms: at,
         timeline,
+        dead_letter: None,
         order: Some(order),
     }
 }

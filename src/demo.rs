@@ -29,11 +29,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     let kafka = broker.kafka_config(&args.conn.c, &args.conn.x);
     kafka
-        .create_topics(
-            &[&args.conn.topic, &args.conn.dlq_topic],
-            args.partitions,
-            1,
-        )
+        .create_topics(&args.conn.topics(), args.partitions, 1)
         .await?;
 
     let stop = shutdown::on_signals();

@@ -127,8 +127,12 @@ impl Ids {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    system_ms(std::time::SystemTime::now())
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn system_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }

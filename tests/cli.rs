@@ -291,6 +291,7 @@ async fn store_commands_escape_terminal_controls_and_take_a_closed_pipe() {
         received_ms: order.created_at_ms,
         processed_ms: order.created_at_ms,
         timeline: Vec::new(),
+        dead_letter: None,
     };
     let failed = Finished {
         id: "f-1".into(),
@@ -377,6 +378,7 @@ async fn orders_prune_keeps_the_window_and_lists_page_on() {
                 received_ms: at,
                 processed_ms: at,
                 timeline: Vec::new(),
+                dead_letter: None,
             }
         })
         .collect();

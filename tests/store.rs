@@ -180,6 +180,7 @@ fn finished(o: &Order, offset: i64) -> Finished {
         received_ms: o.created_at_ms,
         processed_ms: o.created_at_ms,
         timeline: Vec::new(),
+        dead_letter: None,
     }
 }
 

@@ -10,7 +10,13 @@ use std::collections::HashSet;
 use common::store_urls;
 use orderflow::{
     order::random_order,
-    store::{Batch, Filter, Finished, MIGRATIONS, Read, Status, Store, TimelineEvent},
+    store::{
+        Batch, Filter, Finished, MIGRATIONS, Read, Status, Store, TimelineEvent,
+        dead_letters::{
+            Checkpoint, DeadLetter, JobState, LetterState, NewJob, Outcome, Position, Progress,
+            Selection,
+        },
+    },
 };
 
 /// Runs statements on a store's database directly, as an older orderflow did.
@@ -102,6 +108,7 @@ fn finished(id: &str, partition: i32, offset: i64, processed_ms: i64) -> Finishe
         received_ms: processed_ms,
         processed_ms,
         timeline: Vec::new(),
+        dead_letter: None,
         order: Some(order),
     }
 }
@@ -470,5 +477,197 @@ async fn a_running_retention_prunes_at_once_and_stops_with_the_processor() {
             .await
             .expect("pruning stops with its token")
             .unwrap();
+    }
+}
+
+fn letter(n: i64, order: Option<&str>, reason: &str, source_offset: Option<i64>) -> DeadLetter {
+    DeadLetter {
+        record: Position {
+            topic: "orders_dlq".into(),
+            partition: 0,
+            offset: n,
+        },
+        order_id: order.map(str::to_string),
+        user: None,
+        product: Some(if n % 2 == 0 { "pizza" } else { "taco" }.into()),
+        reason: reason.into(),
+        kind: Some("transient".into()),
+        attempts: Some(3),
+        source: source_offset.map(|offset| Position {
+            topic: "orders".into(),
+            partition: 0,
+            offset,
+        }),
+        source_ms: None,
+        first_failure_ms: Some(1_000 + n),
+        last_failure_ms: Some(2_000 + n),
+        dead_ms: 2_000 + n,
+        replays: 0,
+        key: Some(b"k".to_vec()),
+        value: Some(vec![n as u8; 3]),
+    }
+}
+
+/// Dead letters are kept once per DLQ record and per failed message, a job holds
+/// what it selected so that no other job takes it, outcomes are recorded once,
+/// and a cancelled job lets go of what it did not send.
+#[tokio::test]
+async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let store = Store::connect(&url).await.unwrap();
+        let letters: Vec<DeadLetter> = (0..6)
+            .map(|n| {
+                letter(
+                    n,
+                    Some(&format!("o{n}")),
+                    &format!("high price {n}.5"),
+                    Some(100 + n),
+                )
+            })
+            .chain([letter(6, None, "(not a DLQ record: 3 bytes)", None)])
+            .collect();
+        let group = ("orderflow.dlq-index", "orders_dlq");
+        assert_eq!(
+            store
+                .record_dead_letters(&letters, group, &[(0, 7)])
+                .await
+                .unwrap(),
+            7,
+            "{url}"
+        );
+        // The same records again, and a second record of a message kept already
+        // (its DLQ write repeated after a crash): nothing new.
+        let mut again = letters.clone();
+        again.push(letter(9, Some("o0"), "high price 0.5", Some(100)));
+        assert_eq!(
+            store
+                .record_dead_letters(&again, group, &[(0, 10)])
+                .await
+                .unwrap(),
+            0,
+            "{url}"
+        );
+        assert_eq!(store.offsets(group.0, group.1).await.unwrap()[&0], 10);
+
+        let reasons = store
+            .dead_letter_reasons(&Selection::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            reasons
+                .iter()
+                .map(|r| (r.reason.as_str(), r.count))
+                .collect::<Vec<_>>(),
+            [("high price <n>", 6), ("(not a DLQ record: <n> bytes)", 1)],
+            "{url}"
+        );
+        let pizza = Selection {
+            reason: Some("high price <n>".into()),
+            product: Some("pizza".into()),
+            ..Selection::default()
+        };
+        let listed = store.dead_letters(&pizza, None, 10).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|l| l.letter.order_id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["o4", "o2", "o0"],
+            "{url}"
+        );
+        let page = store
+            .dead_letters(&pizza, Some(listed[1].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(listed[0].letter.value.as_deref(), Some(&[4u8; 3][..]));
+
+        let job = |limit| NewJob {
+            principal: "ops",
+            owner: "test:1",
+            now_ms: 5_000,
+            selection: &pizza,
+            limit,
+            target: None,
+            rate: None,
+            max_replays: 3,
+        };
+        let first = store
+            .create_replay_job(&job(Some(2)), &Checkpoint::new())
+            .await
+            .unwrap();
+        assert_eq!(store.replay_job(first).await.unwrap().unwrap().selected, 2);
+        let second = store
+            .create_replay_job(&job(None), &Checkpoint::new())
+            .await
+            .unwrap();
+        let held: Vec<i64> = store
+            .replay_pending(second, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(
+            held.len(),
+            1,
+            "what the first holds is not taken again: {url}"
+        );
+        assert_eq!(store.replay_preview(&pizza, None, 5).await.unwrap().0, 0);
+
+        let pending = store.replay_pending(first, 10).await.unwrap();
+        let sent = Position {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 500,
+        };
+        let outcomes = [(pending[0].id, Outcome::Sent(sent.clone()))];
+        let mut checkpoint = Checkpoint::new();
+        checkpoint
+            .entry("orders".into())
+            .or_default()
+            .insert(0, 501);
+        for _ in 0..2 {
+            store
+                .record_replay(&Progress {
+                    job: first,
+                    now_ms: 6_000,
+                    outcomes: &outcomes,
+                    checkpoint: &checkpoint,
+                })
+                .await
+                .unwrap();
+        }
+        let row = store.replay_job(first).await.unwrap().unwrap();
+        assert_eq!(
+            (row.sent, row.checkpoint.clone()),
+            (1, checkpoint.clone()),
+            "recorded once: {url}"
+        );
+        store
+            .finish_replay(first, JobState::Cancelled, None, 7_000)
+            .await
+            .unwrap();
+        let freed = store.replay_preview(&pizza, None, 5).await.unwrap();
+        assert_eq!(
+            freed.0, 1,
+            "the cancelled job lets go of the letter it did not send: {url}"
+        );
+        let replayed = Selection {
+            state: Some(LetterState::Replayed),
+            ..Selection::default()
+        };
+        let moved = store.dead_letters(&replayed, None, 10).await.unwrap();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(
+            (moved[0].job_id, moved[0].moved_to.as_deref()),
+            (Some(first), Some("orders[0]@500"))
+        );
+        let jobs = store.replay_jobs(10).await.unwrap();
+        assert_eq!(
+            jobs.iter().map(|j| (j.id, j.state)).collect::<Vec<_>>(),
+            [(second, JobState::Running), (first, JobState::Cancelled)]
+        );
     }
 }

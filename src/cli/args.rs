@@ -32,6 +32,13 @@ pub struct Connection {
     /// Dead-letter topic
     #[arg(long, env = "ORDERFLOW_DLQ_TOPIC", default_value = "orders_dlq")]
     pub dlq_topic: String,
+    /// Where a replay puts dead letters replayed --max-replays times already
+    #[arg(
+        long,
+        env = "ORDERFLOW_PARKING_TOPIC",
+        default_value = "orders_dlq_parked"
+    )]
+    pub parking_topic: String,
 }
 
 const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -41,6 +48,11 @@ fn parse_x(s: &str) -> Result<(String, String), String> {
 }
 
 impl Connection {
+    /// The order, dead-letter and parking topics, as `topics create` makes them.
+    pub(crate) fn topics(&self) -> [&str; 3] {
+        [&self.topic, &self.dlq_topic, &self.parking_topic]
+    }
+
     pub(super) fn kafka(&self) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: self

@@ -50,8 +50,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Process orders: aggregate, retry with backoff, dead-letter failures
     Process(process::ProcessArgs),
-    /// Print dead-lettered orders
-    Dlq(dlq::DlqArgs),
+    /// Dead-lettered orders: print them as they come, or list, group and replay them
+    Dlq(Box<dlq::DlqArgs>),
     /// Broker, topics, producer, processor and DLQ consumer in one process
     #[cfg(feature = "embedded-broker")]
     Demo(demo::DemoArgs),
@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => topics::run(command).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Process(args) => process::run(args).await,
-        Command::Dlq(args) => dlq::run(args).await,
+        Command::Dlq(args) => dlq::run(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => demo::run(args).await,
         Command::Orders(command) => orders::run(command).await,

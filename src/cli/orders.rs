@@ -70,7 +70,7 @@ fn parse_status(s: &str) -> Result<Status, String> {
 }
 
 /// A time as ms since the epoch: RFC 3339, or a duration before now.
-fn parse_time(s: &str) -> Result<i64, String> {
+pub(super) fn parse_time(s: &str) -> Result<i64, String> {
     let at = match humantime::parse_rfc3339_weak(s) {
         Ok(t) => t,
         Err(_) => {
@@ -215,7 +215,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -6,7 +6,7 @@ use super::args::Connection;
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// Create the order and dead-letter topics (existing topics are left as they are)
+    /// Create the order, dead-letter and parking topics (existing topics are left as they are)
     Create(TopicArgs),
 }
 
@@ -25,14 +25,10 @@ pub async fn run(command: TopicsCommand) -> anyhow::Result<()> {
     let conn = &args.conn;
     let created = conn
         .kafka()
-        .create_topics(
-            &[&conn.topic, &conn.dlq_topic],
-            args.partitions,
-            args.replication_factor,
-        )
+        .create_topics(&conn.topics(), args.partitions, args.replication_factor)
         .await?;
-    for t in [&conn.topic, &conn.dlq_topic] {
-        let state = if created.contains(t) {
+    for t in conn.topics() {
+        let state = if created.iter().any(|c| c == t) {
             "created"
         } else {
             "exists"

@@ -30,6 +30,7 @@ pub enum Error {
 pub struct DlqEvent {
     pub partition: i32,
     pub offset: i64,
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     /// `None` when the value is not a DLQ record (then `raw` holds it).
     pub value: Option<DlqValue>,
@@ -38,7 +39,7 @@ pub struct DlqEvent {
 }
 
 impl DlqEvent {
-    fn from_message<M: Message>(m: &M) -> Self {
+    pub fn from_message<M: Message>(m: &M) -> Self {
         let raw = m.payload().unwrap_or_default().to_vec();
         let headers = m
             .headers()
@@ -56,6 +57,7 @@ impl DlqEvent {
         DlqEvent {
             partition: m.partition(),
             offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
             key: m.key().map(<[u8]>::to_vec),
             value: serde_json::from_slice(&raw).ok(),
             raw,

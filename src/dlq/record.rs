@@ -23,6 +23,34 @@ pub const H_LAST_FAILURE: &str = "orderflow.last.failure";
 pub const H_ORIGINAL_SIZE: &str = "orderflow.original.size";
 pub const H_ORIGINAL_SHA256: &str = "orderflow.original.sha256";
 pub const H_TRUNCATED: &str = "orderflow.original.truncated";
+/// On a replayed message: how many times it has been replayed, which replay
+/// sent it (`JOB-LETTER`), the job, and the DLQ record it came from.
+pub const H_REPLAY_COUNT: &str = "orderflow.replay.count";
+pub const H_REPLAY_ID: &str = "orderflow.replay.id";
+pub const H_REPLAY_JOB: &str = "orderflow.replay.job";
+pub const H_DLQ_TOPIC: &str = "orderflow.dlq.topic";
+pub const H_DLQ_PARTITION: &str = "orderflow.dlq.partition";
+pub const H_DLQ_OFFSET: &str = "orderflow.dlq.offset";
+/// On a parked message: why it failed last.
+pub const H_PARKED_REASON: &str = "orderflow.parked.reason";
+
+/// A header's value as text, if the message has it.
+pub fn header<'a, H: rdkafka::message::Headers>(
+    headers: Option<&'a H>,
+    name: &str,
+) -> Option<&'a str> {
+    headers?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// The replay count a message carries; 0 when it has none (or a bad one).
+pub fn replay_count<H: rdkafka::message::Headers>(headers: Option<&H>) -> u32 {
+    header(headers, H_REPLAY_COUNT)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
 
 /// The longest reason a DLQ value carries, in bytes (a reason quotes input).
 const REASON_MAX: usize = 2_000;
@@ -139,6 +167,7 @@ pub struct Provenance<'a> {
     pub kind: ErrorKind,
     pub first_failure: SystemTime,
     pub last_failure: SystemTime,
+    pub replays: u32,
 }
 
 impl Provenance<'_> {
@@ -162,6 +191,9 @@ impl Provenance<'_> {
         ];
         if let Some(ts) = self.timestamp_ms {
             h.push((H_TIMESTAMP, ts.to_string()));
+        }
+        if self.replays > 0 {
+            h.push((H_REPLAY_COUNT, self.replays.to_string()));
         }
         h
     }

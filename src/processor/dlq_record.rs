@@ -7,7 +7,11 @@ use std::time::SystemTime;
 use rdkafka::message::{Header, OwnedHeaders};
 
 use super::{Config, keys::Job};
-use crate::dlq::record::{DlqValue, H_ORIGINAL_SHA256, H_ORIGINAL_SIZE, H_TRUNCATED, Provenance};
+use crate::{
+    dlq::record::{DlqValue, H_ORIGINAL_SHA256, H_ORIGINAL_SIZE, H_TRUNCATED, Provenance},
+    order::now_ms,
+    store::dead_letters::{DeadLetter, Position},
+};
 
 /// The longest key a DLQ record repeats: keys are ids, and one near the record
 /// limit would leave no room for the rest.
@@ -38,6 +42,7 @@ impl DlqRecord {
 
 pub struct Records {
     topic: String,
+    dlq_topic: String,
     group: String,
     /// The producer's `message.max.bytes`.
     max_bytes: usize,
@@ -47,8 +52,47 @@ impl Records {
     pub fn new(cfg: &Config) -> Self {
         Records {
             topic: cfg.topic.clone(),
+            dlq_topic: cfg.dlq_topic.clone(),
             group: cfg.group.clone(),
             max_bytes: cfg.kafka.message_max_bytes(),
+        }
+    }
+
+    /// What the store keeps of the record of `job` that landed at `at` in the
+    /// DLQ: a replay sends the message's own key and bytes, unless they are
+    /// more than a record may hold (the DLQ kept only their start).
+    pub fn dead_letter(&self, job: &Job, (partition, offset): (i32, i64)) -> DeadLetter {
+        let (reason, kind) = job
+            .dlq_reason
+            .as_ref()
+            .expect("jobs bound for the DLQ carry a reason");
+        let order = job.decoded.as_ref().map(|(o, _)| o);
+        let ms = |t: Option<SystemTime>| t.map(crate::order::system_ms);
+        let now = now_ms();
+        DeadLetter {
+            record: Position {
+                topic: self.dlq_topic.clone(),
+                partition,
+                offset,
+            },
+            order_id: order.map(|o| o.order_id.clone()),
+            user: order.map(|o| o.user.clone()),
+            product: order.map(|o| o.product.clone()),
+            reason: reason.clone(),
+            kind: Some(kind.as_str().to_string()),
+            attempts: Some(i64::from(job.attempts)),
+            source: Some(Position {
+                topic: self.topic.clone(),
+                partition: job.partition,
+                offset: job.offset,
+            }),
+            source_ms: job.timestamp_ms,
+            first_failure_ms: ms(job.first_failure),
+            last_failure_ms: ms(job.last_failure),
+            dead_ms: ms(job.last_failure).unwrap_or(now),
+            replays: i64::from(job.replays),
+            key: job.key.clone(),
+            value: (job.payload.len() <= self.max_bytes).then(|| job.payload.clone()),
         }
     }
 
@@ -68,6 +112,7 @@ impl Records {
             kind: *kind,
             first_failure: job.first_failure.unwrap_or(now),
             last_failure: job.last_failure.unwrap_or(now),
+            replays: job.replays,
         };
         let mut pairs = provenance.headers();
         let key = job.key.as_ref().map(|k| k[..k.len().min(KEY_MAX)].to_vec());

@@ -40,7 +40,8 @@ use super::{
 /// framing the estimate below leaves out.
 const GROUP_RECORDS: usize = 5_000;
 const GROUP_BYTES: usize = 800_000;
-pub type Delivery = (QKey, u64, Result<(), KafkaError>);
+/// A landed (or failed) DLQ write: the key, its generation, and where the record went.
+pub type Delivery = (QKey, u64, Result<(i32, i64), KafkaError>);
 type Pending = std::pin::Pin<Box<dyn Future<Output = Delivery> + Send>>;
 
 pub struct DlqWriter {
@@ -125,7 +126,7 @@ impl DlqWriter {
             let result = producer
                 .send(fr, Timeout::After(std::time::Duration::from_secs(30)))
                 .await
-                .map(|_| ())
+                .map(|d| (d.partition, d.offset))
                 .map_err(|(e, _)| e);
             (qk, generation, result)
         })

@@ -356,7 +356,7 @@ mod tests {
             .unwrap();
         assert!(run.queues.next_due().is_none(), "no retry is left to fire");
         // A DLQ write that lands after the revoke finishes nothing.
-        p.delivered(&mut run, dlq_key, 2, Ok(())).unwrap();
+        p.delivered(&mut run, dlq_key, 2, Ok((0, 0))).unwrap();
         assert_eq!((run.report.processed, run.report.dead_lettered), (0, 0));
         assert!(run.source.offsets(|o| o.to_commit(None)).is_empty());
     }

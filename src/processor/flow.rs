@@ -16,7 +16,7 @@ use super::{
 use crate::{
     kafka::{self, WriteFailure},
     order::now_ms,
-    store::{self, Finished, Status},
+    store::{self, Finished, Status, dead_letters::DeadLetter},
 };
 
 impl Processor {
@@ -48,7 +48,7 @@ impl Processor {
     fn work(&mut self, run: &mut Run, qk: QKey, mut jobs: VecDeque<Job>) {
         while let Some(mut job) = jobs.pop_front() {
             match self.attempt(run, &mut job) {
-                Outcome::Done => self.complete(run, job, Status::Processed),
+                Outcome::Done => self.complete(run, job, Status::Processed, None),
                 Outcome::Retry(delay) => {
                     jobs.push_front(job);
                     run.queues.block(qk, jobs, Some(Instant::now() + delay));
@@ -116,17 +116,21 @@ impl Processor {
         run: &mut Run,
         qk: QKey,
         generation: u64,
-        result: Result<(), KafkaError>,
+        result: Result<(i32, i64), KafkaError>,
     ) -> Result<(), Error> {
         let Some(mut jobs) = run.queues.unblock(&qk, generation) else {
             return Ok(()); // the partition was revoked meanwhile
         };
-        let Err(e) = result else {
-            let head = jobs.pop_front().expect("a blocked key has a head");
-            self.dead_lettered(run, head);
-            self.work(run, qk, jobs);
-            return Ok(());
+        let e = match result {
+            Ok(at) => {
+                let head = jobs.pop_front().expect("a blocked key has a head");
+                self.dead_lettered(run, head, at);
+                self.work(run, qk, jobs);
+                return Ok(());
+            }
+            Err(e) => e,
         };
+
         // The order must not be lost: it stays at the head and is written again,
         // unless nothing but an operator can make the write succeed.
         let head = jobs.front_mut().expect("a blocked key has a head");
@@ -163,15 +167,16 @@ impl Processor {
         run: &mut Run,
         qk: QKey,
         generation: u64,
-        result: Result<(), KafkaError>,
+        result: Result<(i32, i64), KafkaError>,
     ) {
-        if let (Ok(()), Some(mut jobs)) = (result, run.queues.unblock(&qk, generation)) {
+        if let (Ok(at), Some(mut jobs)) = (result, run.queues.unblock(&qk, generation)) {
             let head = jobs.pop_front().expect("a blocked key has a head");
-            self.dead_lettered(run, head);
+            self.dead_lettered(run, head, at);
         }
     }
 
-    fn dead_lettered(&mut self, run: &mut Run, job: Job) {
+    /// `at`: where its DLQ record landed.
+    fn dead_lettered(&mut self, run: &mut Run, job: Job, at: (i32, i64)) {
         run.report.dead_lettered += 1;
         let id = job.display_id(&self.config.topic);
         let (reason, kind) = job
@@ -187,12 +192,22 @@ impl Processor {
             partition: job.partition,
             offset: job.offset,
         });
-        self.complete(run, job, Status::Dlq);
+        let letter = run
+            .persist
+            .is_some()
+            .then(|| self.records.dead_letter(&job, at));
+        self.complete(run, job, Status::Dlq, letter);
     }
 
     /// A message's work is done: durable at once without a store, else once its
     /// batch is committed.
-    fn complete(&mut self, run: &mut Run, mut job: Job, status: Status) {
+    fn complete(
+        &mut self,
+        run: &mut Run,
+        mut job: Job,
+        status: Status,
+        dead_letter: Option<DeadLetter>,
+    ) {
         let Some(persist) = run.persist.as_mut() else {
             run.source
                 .offsets(|o| o.finished(job.partition, job.offset));
@@ -217,6 +232,7 @@ impl Processor {
             received_ms: job.received_ms,
             processed_ms: now_ms(),
             timeline: job.timeline,
+            dead_letter,
         });
     }
 

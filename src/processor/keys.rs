@@ -53,6 +53,9 @@ pub struct Job {
     /// the original bytes.
     pub dlq_refused_size: bool,
     pub received_ms: i64,
+    /// How many replays of a dead letter this message is (its
+    /// `orderflow.replay.count` header); 0 for a first delivery.
+    pub replays: u32,
     /// Failed attempts, for the store.
     pub timeline: Vec<TimelineEvent>,
 }
@@ -61,6 +64,7 @@ impl Job {
     pub fn from_message<M: Message>(m: &M) -> Self {
         Job {
             timestamp_ms: m.timestamp().to_millis(),
+            replays: crate::dlq::record::replay_count(m.headers()),
             ..Job::new(
                 m.partition(),
                 m.offset(),
@@ -85,6 +89,7 @@ impl Job {
             dlq_pending: false,
             dlq_refused_size: false,
             received_ms: now_ms(),
+            replays: 0,
             timeline: Vec::new(),
         }
     }

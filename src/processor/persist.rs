@@ -228,6 +228,7 @@ mod tests {
             received_ms: 0,
             processed_ms: 0,
             timeline: Vec::new(),
+            dead_letter: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! messages with the same order id are two orders: both are kept, and a lookup
 //! by id shows both. Design and measurements: docs/store.md.
 
+pub mod dead_letters;
 mod postgres;
 mod read;
 pub mod retention;
@@ -24,6 +25,20 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::{aggregate::Aggregates, order::Order};
+use dead_letters::{
+    Checkpoint, DeadLetter, JobRow, JobState, NewJob, Reason, Selection, StoredLetter,
+};
+
+/// Runs `$body` with `$c`, the connection of whichever database the store is,
+/// through its `read` or `write` (a transaction).
+macro_rules! on_conn {
+    ($store:expr, $how:ident, |$c:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => s.$how(async |$c| $body.await).await,
+            Store::Postgres(s) => s.$how(async |$c| $body.await).await,
+        }
+    };
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -97,6 +112,8 @@ pub struct Finished {
     /// What happened between receipt and outcome (failed attempts). Receipt and
     /// outcome are columns of the order, so the common case writes one row.
     pub timeline: Vec<TimelineEvent>,
+    /// For a dead-lettered order: its DLQ record, stored with it.
+    pub dead_letter: Option<DeadLetter>,
 }
 
 /// Work applied in one transaction: finished orders and the offsets they reach.
@@ -309,6 +326,117 @@ impl Store {
             // queue writers fairly.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Dead letters and replay jobs.
+impl Store {
+    /// Records dead letters read from the DLQ topic with the positions they
+    /// reach there (`group` and `topic` as `offsets` reads them), in one
+    /// transaction. Returns how many were new.
+    pub async fn record_dead_letters(
+        &self,
+        letters: &[DeadLetter],
+        (group, topic): (&str, &str),
+        positions: &[(i32, i64)],
+    ) -> Result<u64, Error> {
+        let letters: Vec<&DeadLetter> = letters.iter().collect();
+        on_conn!(self, write, |c| dead_letters::insert_read(
+            c,
+            &letters,
+            (group, topic),
+            positions
+        ))
+    }
+
+    /// Dead letters of a selection, newest first; `before` (an id) pages on.
+    pub async fn dead_letters(
+        &self,
+        selection: &Selection,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredLetter>, Error> {
+        on_conn!(self, read, |c| dead_letters::list(
+            c, selection, before, limit
+        ))
+    }
+
+    /// Dead letters grouped by normalised reason, the most frequent first.
+    pub async fn dead_letter_reasons(
+        &self,
+        selection: &Selection,
+        limit: i64,
+    ) -> Result<Vec<Reason>, Error> {
+        on_conn!(self, read, |c| dead_letters::reasons(c, selection, limit))
+    }
+
+    /// How many dead letters a replay of `selection` would take, and a sample.
+    pub async fn replay_preview(
+        &self,
+        selection: &Selection,
+        limit: Option<i64>,
+        sample: i64,
+    ) -> Result<(i64, Vec<StoredLetter>), Error> {
+        on_conn!(self, read, |c| dead_letters::preview(
+            c, selection, limit, sample
+        ))
+    }
+
+    /// Makes a replay job that holds its selection; returns its id.
+    pub async fn create_replay_job(
+        &self,
+        job: &NewJob<'_>,
+        checkpoint: &Checkpoint,
+    ) -> Result<i64, Error> {
+        on_conn!(self, write, |c| dead_letters::create_job(
+            c, job, checkpoint
+        ))
+    }
+
+    pub async fn replay_job(&self, id: i64) -> Result<Option<JobRow>, Error> {
+        on_conn!(self, read, |c| dead_letters::job(c, id))
+    }
+
+    /// Replay jobs, the newest first.
+    pub async fn replay_jobs(&self, limit: i64) -> Result<Vec<JobRow>, Error> {
+        on_conn!(self, read, |c| dead_letters::jobs(c, limit))
+    }
+
+    /// The next dead letters a job has still to move.
+    pub async fn replay_pending(&self, job: i64, limit: i64) -> Result<Vec<StoredLetter>, Error> {
+        on_conn!(self, read, |c| dead_letters::pending(c, job, limit))
+    }
+
+    pub async fn record_replay(&self, p: &dead_letters::Progress<'_>) -> Result<(), Error> {
+        on_conn!(self, write, |c| dead_letters::record(c, p))
+    }
+
+    /// Says a job's runner is alive; returns whether it was asked to stop.
+    pub async fn replay_heartbeat(
+        &self,
+        job: i64,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<bool, Error> {
+        on_conn!(self, write, |c| dead_letters::heartbeat(
+            c, job, owner, now_ms
+        ))
+    }
+
+    pub async fn request_replay_cancel(&self, job: i64) -> Result<(), Error> {
+        on_conn!(self, write, |c| dead_letters::request_cancel(c, job))
+    }
+
+    pub async fn finish_replay(
+        &self,
+        job: i64,
+        state: JobState,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        on_conn!(self, write, |c| dead_letters::finish(
+            c, job, state, error, now_ms
+        ))
     }
 }
 

@@ -17,7 +17,7 @@ pub struct PgStore {
     client: Mutex<Option<Client>>,
 }
 
-struct Pg<'a, C: GenericClient>(&'a C);
+pub(super) struct Pg<'a, C: GenericClient>(&'a C);
 
 fn params<'a>(ps: &'a [P<'a>]) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
     ps.iter()
@@ -40,6 +40,7 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
     // shared buffers (128 MB by default), and ten million orders take 77 probes:
     // with SQLite's 16,384 a lookup took 23 ms there.
     const ID_BUCKET_BITS: u32 = 17;
+    const INSTR: &'static str = "strpos";
 
     async fn exec(&mut self, sql: &str, ps: &[P<'_>]) -> Result<u64, Error> {
         let boxed = params(ps);
@@ -130,8 +131,20 @@ impl PgStore {
         Ok(applied)
     }
 
+    /// Runs statements in one transaction (connecting again if the connection broke).
+    pub(super) async fn write<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Pg<'_, tokio_postgres::Transaction<'_>>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut guard = self.client().await?;
+        let tx = guard.as_mut().expect("connected").transaction().await?;
+        let out = f(&mut Pg(&tx)).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Runs a read on the connection (connecting again if it broke).
-    async fn read<T>(
+    pub(super) async fn read<T>(
         &self,
         f: impl AsyncFnOnce(&mut Pg<'_, Client>) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -165,10 +178,7 @@ impl PgStore {
     }
 
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, Error> {
-        let mut guard = self.client().await?;
-        let tx = guard.as_mut().expect("connected").transaction().await?;
-        let n = sql::prune(&mut Pg(&tx), before_ms, limit).await?;
-        tx.commit().await?;
-        Ok(n)
+        self.write(async |c| sql::prune(c, before_ms, limit).await)
+            .await
     }
 }

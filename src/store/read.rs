@@ -182,8 +182,10 @@ pub async fn show<C: Conn>(c: &mut C, id: &str) -> Result<Vec<History>, Error> {
 }
 
 /// The whole timeline: receipt and outcome from the order's columns around the
-/// stored events.
-fn timeline(o: &StoredOrder, received_ms: i64, between: Vec<StoredEvent>) -> Vec<StoredEvent> {
+/// stored events, and what came after the outcome (a replay of a dead letter).
+fn timeline(o: &StoredOrder, received_ms: i64, stored: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    let (between, after): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|e| e.kind == "attempt_failed");
     let received = StoredEvent {
         at_ms: received_ms,
         kind: "received".into(),
@@ -201,6 +203,7 @@ fn timeline(o: &StoredOrder, received_ms: i64, between: Vec<StoredEvent>) -> Vec
     std::iter::once(received)
         .chain(between)
         .chain(std::iter::once(outcome))
+        .chain(after)
         .collect()
 }
 

@@ -191,6 +191,71 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE order_events_v5 RENAME TO order_events;
     ALTER TABLE aggregates_v5 RENAME TO aggregates",
     ),
+    // Dead letters, for triage and replay (docs/redrive.md). Records of the DLQ
+    // topic that came before this version are read from the topic (`dlq list`).
+    (
+        6,
+        "CREATE TABLE dead_letters (
+        id {SEQ_PK},
+        dlq_topic TEXT NOT NULL,
+        dlq_partition BIGINT NOT NULL,
+        dlq_offset BIGINT NOT NULL,
+        order_id TEXT,
+        user_name TEXT,
+        product TEXT,
+        reason TEXT NOT NULL,
+        reason_key TEXT NOT NULL,
+        kind TEXT,
+        attempts BIGINT,
+        source_topic TEXT,
+        source_partition BIGINT,
+        source_offset BIGINT,
+        source_ms BIGINT,
+        first_failure_ms BIGINT,
+        last_failure_ms BIGINT,
+        dead_ms BIGINT NOT NULL,
+        replays BIGINT NOT NULL,
+        msg_key TEXT,
+        msg_value TEXT,
+        state TEXT NOT NULL,
+        job_id BIGINT,
+        moved_ms BIGINT,
+        moved_to TEXT
+    );
+    CREATE UNIQUE INDEX dead_letters_by_record ON dead_letters (dlq_topic, dlq_partition, dlq_offset);
+    CREATE INDEX dead_letters_by_source ON dead_letters (source_topic, source_partition, source_offset);
+    CREATE INDEX dead_letters_by_state ON dead_letters (state, id);
+    CREATE INDEX dead_letters_by_reason ON dead_letters (reason_key, dead_ms);
+    CREATE INDEX dead_letters_by_order ON dead_letters (order_id);
+    CREATE INDEX dead_letters_by_job ON dead_letters (job_id);
+    CREATE TABLE replay_jobs (
+        id {SEQ_PK},
+        principal TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        selection TEXT NOT NULL,
+        target TEXT,
+        rate DOUBLE PRECISION,
+        max_replays BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        selected BIGINT NOT NULL DEFAULT 0,
+        sent BIGINT NOT NULL DEFAULT 0,
+        skipped BIGINT NOT NULL DEFAULT 0,
+        failed BIGINT NOT NULL DEFAULT 0,
+        parked BIGINT NOT NULL DEFAULT 0,
+        cancel_requested BIGINT NOT NULL DEFAULT 0,
+        checkpoint TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE TABLE replay_items (
+        job_id BIGINT NOT NULL,
+        dead_letter_id BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT,
+        PRIMARY KEY (job_id, dead_letter_id)
+    )",
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =

@@ -5,7 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use super::{Applied, Batch, Error, Finished, TimelineEvent, delta};
+use super::{
+    Applied, Batch, Error, Finished, TimelineEvent,
+    dead_letters::{self, DeadLetter},
+    delta,
+};
 use crate::aggregate::Stat;
 
 /// A statement parameter.
@@ -72,6 +76,8 @@ pub trait Conn {
     /// the database's cache; a lookup by id probes each bucket. Migration 5 builds
     /// the index with it: another value needs a migration that rebuilds it.
     const ID_BUCKET_BITS: u32;
+    /// The function `F(haystack, needle)` that is the needle's position, 0 when absent.
+    const INSTR: &'static str;
     async fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, Error>;
     async fn rows(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Vec<V>>, Error>;
 }
@@ -314,22 +320,33 @@ async fn record(
             }
         }
     }
-    for (p, o) in &batch.offsets {
-        c.exec(
-            UPSERT_OFFSET,
-            &[
-                P::T(&batch.group),
-                P::T(&batch.topic),
-                P::I(i64::from(*p)),
-                P::I(*o),
-            ],
-        )
-        .await?;
-    }
+    let letters: Vec<&DeadLetter> = inserted
+        .iter()
+        .filter_map(|f| f.dead_letter.as_ref())
+        .collect();
+    dead_letters::insert(c, &letters).await?;
+    upsert_offsets(c, &batch.group, &batch.topic, &batch.offsets).await?;
     Ok(Applied {
         inserted: inserted.len(),
         duplicates: batch.finished.len() - inserted.len(),
     })
+}
+
+/// Stores the next offsets of `group` in `topic`'s partitions.
+pub async fn upsert_offsets(
+    c: &mut impl Conn,
+    group: &str,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> Result<(), Error> {
+    for (p, o) in offsets {
+        c.exec(
+            UPSERT_OFFSET,
+            &[P::T(group), P::T(topic), P::I(i64::from(*p)), P::I(*o)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn upsert_stat(

@@ -27,7 +27,7 @@ struct Cached {
     statements: Vec<(String, libsql::Statement)>,
 }
 
-struct Lite<'a> {
+pub(super) struct Lite<'a> {
     conn: &'a Connection,
     path: &'a str,
     /// Where writes keep their prepared statements, if anywhere.
@@ -63,6 +63,7 @@ impl Conn for Lite<'_> {
     // random ids 40% more per order by a million orders; 8,192 saved little more
     // and doubled the probes: 611 at ten million orders.
     const ID_BUCKET_BITS: u32 = 14;
+    const INSTR: &'static str = "instr";
 
     async fn exec(&mut self, sql: &str, ps: &[P<'_>]) -> Result<u64, Error> {
         let err = sqlite_err(self.path);
@@ -219,8 +220,30 @@ impl SqliteStore {
         Ok(applied)
     }
 
+    /// Runs statements in one transaction, between the processor's writes.
+    pub(super) async fn write<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Lite<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let c = self.conn.lock().await;
+        let err = sqlite_err(&self.path);
+        let tx = c
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .await
+            .map_err(err)?;
+        let out = f(&mut Lite {
+            conn: &tx,
+            path: &self.path,
+            statements: None,
+        })
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
     /// Runs a read on the connection, between the processor's writes.
-    async fn read<T>(
+    pub(super) async fn read<T>(
         &self,
         f: impl AsyncFnOnce(&mut Lite<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -259,24 +282,7 @@ impl SqliteStore {
     }
 
     pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, Error> {
-        let c = self.conn.lock().await;
-        let err = sqlite_err(&self.path);
-        let tx = c
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.write(async |c| sql::prune(c, before_ms, limit).await)
             .await
-            .map_err(err)?;
-        let n = sql::prune(
-            &mut Lite {
-                conn: &tx,
-                path: &self.path,
-                statements: None,
-            },
-            before_ms,
-            limit,
-        )
-        .await?;
-        tx.commit().await.map_err(err)?;
-        Ok(n)
     }
 }

@@ -1,0 +1,153 @@
+//! Reads given offset ranges of topic partitions once, without a consumer group:
+//! the DLQ index reads the DLQ from where it stopped, a resumed replay reads
+//! what it may have sent before a crash.
+
+use std::{collections::HashMap, time::Duration};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    error::KafkaError,
+    message::BorrowedMessage,
+};
+
+use crate::kafka::{self, KafkaConfig};
+
+/// Offsets `from..to` of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "reading {what}: no record for {secs} s while {left} partition(s) were not read to their end; is the broker up?"
+    )]
+    Stalled {
+        what: String,
+        secs: u64,
+        left: usize,
+    },
+}
+
+/// How long a read waits for a record before it gives up.
+const STALL: Duration = Duration::from_secs(60);
+
+/// The end (high watermark) of each partition of `topic`; empty when the topic
+/// does not exist.
+pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64, i64)>, Error> {
+    let consumer = reader(kafka)?;
+    let timeout = Duration::from_secs(10);
+    let err = |source| Error::Read {
+        what: format!("the partitions of {topic}"),
+        source,
+    };
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(err)?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(Vec::new());
+    };
+    if t.error().is_some() {
+        return Ok(Vec::new()); // unknown topic
+    }
+    t.partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .map_err(err)?;
+            Ok((p.id(), low, high))
+        })
+        .collect()
+}
+
+fn reader(kafka: &KafkaConfig) -> Result<StreamConsumer<kafka::ConsumerLog>, Error> {
+    // No group is joined (partitions are assigned), but librdkafka wants an id.
+    // A short fetch wait: brokers that hold a fetch for its whole wait would
+    // otherwise hold every read of a range that has reached its end.
+    Ok(kafka.create(
+        "consumer",
+        &kafka.consumer_config(
+            "orderflow-range-reader",
+            &[("enable.auto.commit", "false"), ("fetch.wait.max.ms", "50")],
+        ),
+        kafka::ConsumerLog,
+    )?)
+}
+
+/// Reads every record of `ranges`, in order within each partition, handing
+/// each to `each`. `what` names the read in errors.
+pub async fn read(
+    kafka: &KafkaConfig,
+    what: &str,
+    ranges: &[Range],
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), Error> {
+    let mut left: HashMap<(String, i32), i64> = ranges
+        .iter()
+        .filter(|r| r.from < r.to)
+        .map(|r| ((r.topic.clone(), r.partition), r.to))
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    let err = |source| Error::Read {
+        what: what.to_string(),
+        source,
+    };
+    let consumer = reader(kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    for r in ranges.iter().filter(|r| r.from < r.to) {
+        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
+            .map_err(err)?;
+    }
+    consumer.assign(&tpl).map_err(err)?;
+    let mut quiet = Duration::ZERO;
+    let tick = Duration::from_millis(500);
+    while !left.is_empty() {
+        match tokio::time::timeout(tick, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                quiet = Duration::ZERO;
+                let key = (m.topic().to_string(), m.partition());
+                if let Some(&to) = left.get(&key) {
+                    if m.offset() < to {
+                        each(&m);
+                    }
+                    if m.offset() + 1 >= to {
+                        left.remove(&key);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "{what}: librdkafka retries on its own"),
+            Err(_) => {
+                quiet += tick;
+                // Offsets a partition skips (transaction markers, compaction)
+                // end a range without a record at its last offset.
+                let positions = consumer.position().map_err(err)?;
+                left.retain(|(t, p), to| {
+                    !matches!(positions.find_partition(t, *p).map(|e| e.offset()),
+                        Some(Offset::Offset(o)) if o >= *to)
+                });
+                if quiet >= STALL && !left.is_empty() {
+                    return Err(Error::Stalled {
+                        what: what.to_string(),
+                        secs: STALL.as_secs(),
+                        left: left.len(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
