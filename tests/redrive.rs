@@ -431,7 +431,77 @@ async fn records_of_other_producers_are_listed_and_replayed(broker: Broker) {
     assert_eq!(f.letters(None).await.len(), 3);
 }
 
+/// Ctrl-C stops a replay cleanly, and so does `dlq cancel` from another
+/// process: what was sent stays sent, the rest stays dead, free for the next.
+async fn a_cancelled_replay_sends_no_more_and_leaves_the_rest_dead(broker: Broker) {
+    let f = Flow::start(broker).await;
+    let all = orders(200);
+    f.env.produce_orders(&all).await;
+    f.process(Some("price>0"));
+    let store = f.store().await;
+    let mut sent = 0;
+    for (n, how) in ["Ctrl-C", "dlq cancel"].into_iter().enumerate() {
+        let mut child = f
+            .command(&["dlq", "replay", "--rate", "20", "--limit", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let job = loop {
+            if let Some(j) = store.replay_jobs(1).await.unwrap().pop()
+                && j.id == n as i64 + 1
+                && j.sent >= 10
+            {
+                break j;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if how == "Ctrl-C" {
+            // SAFETY: signals the child this test started.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        } else {
+            let out = f.ok(&["dlq", "cancel", &job.id.to_string()]);
+            assert!(out.contains("cancelled"), "{out}");
+        }
+        assert!(
+            child.wait().unwrap().success(),
+            "{how}: a cancelled replay exits cleanly"
+        );
+        let row = store.replay_job(job.id).await.unwrap().unwrap();
+        assert_eq!(row.state, JobState::Cancelled, "{how}");
+        assert!(row.sent < 60, "{how}: stopped early, {} sent", row.sent);
+        let moved = f.letters(Some(LetterState::Replayed)).await;
+        assert_eq!(
+            moved.iter().filter(|l| l.job_id == Some(job.id)).count() as i64,
+            row.sent,
+            "{how}"
+        );
+        let on_topic = f.records(&f.env.topic, all.len() as i64).await;
+        sent += row.sent;
+        assert_eq!(
+            on_topic.len() as i64,
+            sent,
+            "{how}: nothing sent after the stop"
+        );
+        let again = f.run(&["dlq", "replay", "--resume", &job.id.to_string()]);
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("is cancelled"),
+            "{how}"
+        );
+    }
+    assert_eq!(
+        f.letters(Some(LetterState::Dead)).await.len() as i64,
+        200 - sent
+    );
+    assert_eq!(
+        f.replay(&[]).sent,
+        200 - sent,
+        "the rest is free for the next replay"
+    );
+}
+
 on_both_brokers!(
+    a_cancelled_replay_sends_no_more_and_leaves_the_rest_dead,
     replay_by_reason_processes_every_dead_order_once,
     a_killed_replay_resumes_without_sending_twice_or_missing,
     an_order_that_keeps_failing_is_parked,

@@ -26,8 +26,8 @@ use crate::{
 /// group's offsets; no such group exists in Kafka).
 pub const GROUP: &str = "orderflow.dlq-index";
 
-/// Records recorded per transaction.
-const BATCH: usize = 500;
+/// Records read (and recorded in one transaction) per partition at a time.
+const READ_AT_ONCE: i64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,37 +51,42 @@ pub async fn catch_up(
     store: &Store,
     dlq_topic: &str,
 ) -> Result<CaughtUp, Error> {
-    let stored = store.offsets(GROUP, dlq_topic).await?;
-    let ranges: Vec<Range> = range::ends(kafka, dlq_topic)?
-        .into_iter()
-        .map(|(partition, low, high)| Range {
-            topic: dlq_topic.to_string(),
-            partition,
-            from: stored.get(&partition).copied().unwrap_or(0).max(low),
-            to: high,
-        })
-        .collect();
+    let ends = range::ends(kafka, dlq_topic)?;
     let decoder = Decoder::default();
-    let mut read = Vec::new();
-    range::read(kafka, "the DLQ topic", &ranges, |m| {
-        read.push(letter(&DlqEvent::from_message(m), dlq_topic, &decoder));
-    })
-    .await?;
-    // Recorded once the read is whole, each chunk with the positions it reaches:
-    // a read cut short records nothing and starts again from the same place.
     let mut done = CaughtUp::default();
-    for chunk in read.chunks(BATCH) {
-        let mut reached = std::collections::BTreeMap::new();
-        for l in chunk {
-            reached.insert(l.record.partition, l.record.offset + 1);
+    loop {
+        // A slice of each partition at a time, so that memory stays bounded
+        // however long the DLQ is.
+        let stored = store.offsets(GROUP, dlq_topic).await?;
+        let ranges: Vec<Range> = ends
+            .iter()
+            .map(|&(partition, low, high)| {
+                let from = stored.get(&partition).copied().unwrap_or(0).max(low);
+                Range {
+                    topic: dlq_topic.to_string(),
+                    partition,
+                    from,
+                    to: high.min(from + READ_AT_ONCE),
+                }
+            })
+            .filter(|r| r.from < r.to)
+            .collect();
+        if ranges.is_empty() {
+            return Ok(done);
         }
-        let reached: Vec<(i32, i64)> = reached.into_iter().collect();
+        let mut read = Vec::new();
+        range::read(kafka, "the DLQ topic", &ranges, |m| {
+            read.push(letter(&DlqEvent::from_message(m), dlq_topic, &decoder));
+        })
+        .await?;
+        // Each range is recorded whole with the position it reaches (a range
+        // whose last offsets hold no record, as transaction markers, included).
+        let reached: Vec<(i32, i64)> = ranges.iter().map(|r| (r.partition, r.to)).collect();
         done.new += store
-            .record_dead_letters(chunk, (GROUP, dlq_topic), &reached)
+            .record_dead_letters(&read, (GROUP, dlq_topic), &reached)
             .await?;
-        done.read += chunk.len() as u64;
+        done.read += read.len() as u64;
     }
-    Ok(done)
 }
 
 /// The seed's `failed_order` holds only some of an order's fields: orderId,

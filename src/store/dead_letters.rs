@@ -59,7 +59,7 @@ impl std::fmt::Display for Position {
 }
 
 /// What the store keeps of one record of the dead-letter topic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetter {
     /// The DLQ record itself.
     pub record: Position,
@@ -81,7 +81,9 @@ pub struct DeadLetter {
     pub replays: i64,
     /// What a replay sends: the failed message's key and value; no value when
     /// the record keeps too little of it to send.
+    #[serde(skip)]
     pub key: Option<Vec<u8>>,
+    #[serde(skip)]
     pub value: Option<Vec<u8>>,
 }
 
@@ -90,7 +92,9 @@ pub struct DeadLetter {
 pub struct StoredLetter {
     pub id: i64,
     #[serde(flatten)]
-    pub letter: Letter,
+    pub letter: DeadLetter,
+    /// Whether a replay has a value to send.
+    pub replayable: bool,
     pub reason_key: String,
     pub state: LetterState,
     /// The replay that holds it (while pending) or moved it.
@@ -98,30 +102,6 @@ pub struct StoredLetter {
     pub moved_ms: Option<i64>,
     /// Where a replay or the parking lot put it.
     pub moved_to: Option<String>,
-}
-
-/// The serialisable face of a [`DeadLetter`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Letter {
-    pub record: Position,
-    pub order_id: Option<String>,
-    pub user: Option<String>,
-    pub product: Option<String>,
-    pub reason: String,
-    pub kind: Option<String>,
-    pub attempts: Option<i64>,
-    pub source: Option<Position>,
-    pub source_ms: Option<i64>,
-    pub first_failure_ms: Option<i64>,
-    pub last_failure_ms: Option<i64>,
-    pub dead_ms: i64,
-    pub replays: i64,
-    #[serde(skip)]
-    pub key: Option<Vec<u8>>,
-    #[serde(skip)]
-    pub value: Option<Vec<u8>>,
-    /// Whether a replay has a value to send.
-    pub replayable: bool,
 }
 
 /// Which dead letters a list, a count or a replay takes.
@@ -441,7 +421,8 @@ fn stored(r: &[V]) -> Result<StoredLetter, Error> {
     let value = unb64(&r[20])?;
     Ok(StoredLetter {
         id: r[0].i()?,
-        letter: Letter {
+        replayable: value.is_some(),
+        letter: DeadLetter {
             record: Position {
                 topic: r[1].t()?,
                 partition: r[2].i()? as i32,
@@ -460,7 +441,6 @@ fn stored(r: &[V]) -> Result<StoredLetter, Error> {
             dead_ms: r[17].i()?,
             replays: r[18].i()?,
             key: unb64(&r[19])?,
-            replayable: value.is_some(),
             value,
         },
         reason_key: r[8].t()?,
