@@ -603,7 +603,7 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
             .await
             .unwrap();
         let held: Vec<i64> = store
-            .replay_pending(second, 10)
+            .replay_pending(second, 0, 10)
             .await
             .unwrap()
             .iter()
@@ -616,7 +616,7 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
         );
         assert_eq!(store.replay_preview(&pizza, None, 5).await.unwrap().0, 0);
 
-        let pending = store.replay_pending(first, 10).await.unwrap();
+        let pending = store.replay_pending(first, 0, 10).await.unwrap();
         let sent = Position {
             topic: "orders".into(),
             partition: 0,

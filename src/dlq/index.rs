@@ -5,6 +5,9 @@
 //! replayed too. Every record becomes a dead letter; one that names no order is
 //! kept as such, never dropped.
 
+use std::collections::BTreeMap;
+
+use rdkafka::Message as _;
 use serde::Deserialize;
 
 use super::{
@@ -26,8 +29,8 @@ use crate::{
 /// group's offsets; no such group exists in Kafka).
 pub const GROUP: &str = "orderflow.dlq-index";
 
-/// Records read (and recorded in one transaction) per partition at a time.
-const READ_AT_ONCE: i64 = 2_000;
+/// Records recorded per transaction, with the positions they reach.
+const BATCH: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,41 +54,54 @@ pub async fn catch_up(
     store: &Store,
     dlq_topic: &str,
 ) -> Result<CaughtUp, Error> {
-    let ends = range::ends(kafka, dlq_topic)?;
+    let stored = store.offsets(GROUP, dlq_topic).await?;
+    let mut ranges = Vec::new();
+    for (partition, low, high) in range::ends(kafka, dlq_topic)? {
+        let from = stored.get(&partition).copied().unwrap_or(0).max(low);
+        // The records the processor stored need not be read again: start after
+        // the run of them that follows the position.
+        let from = store
+            .dead_letters_known_from(dlq_topic, partition, from)
+            .await?;
+        ranges.push(Range {
+            topic: dlq_topic.to_string(),
+            partition,
+            from,
+            to: high,
+        });
+    }
     let decoder = Decoder::default();
     let mut done = CaughtUp::default();
+    let mut reader = range::Reader::start(kafka, "the DLQ topic", &ranges)?;
+    let mut letters = Vec::new();
+    let mut reached = BTreeMap::new();
     loop {
-        // A slice of each partition at a time, so that memory stays bounded
-        // however long the DLQ is.
-        let stored = store.offsets(GROUP, dlq_topic).await?;
-        let ranges: Vec<Range> = ends
-            .iter()
-            .map(|&(partition, low, high)| {
-                let from = stored.get(&partition).copied().unwrap_or(0).max(low);
-                Range {
-                    topic: dlq_topic.to_string(),
-                    partition,
-                    from,
-                    to: high.min(from + READ_AT_ONCE),
+        let more = match reader.next().await? {
+            Some(m) => {
+                letters.push(letter(&DlqEvent::from_message(&m), dlq_topic, &decoder));
+                reached.insert(m.partition(), m.offset() + 1);
+                true
+            }
+            None => {
+                // Read whole: each range reaches its end, even when its last
+                // offsets hold no record (transaction markers).
+                for r in &ranges {
+                    reached.insert(r.partition, r.to.max(r.from));
                 }
-            })
-            .filter(|r| r.from < r.to)
-            .collect();
-        if ranges.is_empty() {
+                false
+            }
+        };
+        if letters.len() >= BATCH || !more {
+            let positions: Vec<(i32, i64)> = reached.iter().map(|(p, o)| (*p, *o)).collect();
+            done.new += store
+                .record_dead_letters(&letters, (GROUP, dlq_topic), &positions)
+                .await?;
+            done.read += letters.len() as u64;
+            letters.clear();
+        }
+        if !more {
             return Ok(done);
         }
-        let mut read = Vec::new();
-        range::read(kafka, "the DLQ topic", &ranges, |m| {
-            read.push(letter(&DlqEvent::from_message(m), dlq_topic, &decoder));
-        })
-        .await?;
-        // Each range is recorded whole with the position it reaches (a range
-        // whose last offsets hold no record, as transaction markers, included).
-        let reached: Vec<(i32, i64)> = ranges.iter().map(|r| (r.partition, r.to)).collect();
-        done.new += store
-            .record_dead_letters(&read, (GROUP, dlq_topic), &reached)
-            .await?;
-        done.read += read.len() as u64;
     }
 }
 

@@ -48,7 +48,7 @@ const STALL: Duration = Duration::from_secs(60);
 /// The end (high watermark) of each partition of `topic`; empty when the topic
 /// does not exist.
 pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64, i64)>, Error> {
-    let consumer = reader(kafka)?;
+    let consumer = reader_consumer(kafka)?;
     let timeout = Duration::from_secs(10);
     let err = |source| Error::Read {
         what: format!("the partitions of {topic}"),
@@ -72,7 +72,7 @@ pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64, i64)>, Er
         .collect()
 }
 
-fn reader(kafka: &KafkaConfig) -> Result<StreamConsumer<kafka::ConsumerLog>, Error> {
+fn reader_consumer(kafka: &KafkaConfig) -> Result<StreamConsumer<kafka::ConsumerLog>, Error> {
     // No group is joined (partitions are assigned), but librdkafka wants an id.
     // A short fetch wait: brokers that hold a fetch for its whole wait would
     // otherwise hold every read of a range that has reached its end.
@@ -94,60 +94,99 @@ pub async fn read(
     ranges: &[Range],
     mut each: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), Error> {
-    let mut left: HashMap<(String, i32), i64> = ranges
-        .iter()
-        .filter(|r| r.from < r.to)
-        .map(|r| ((r.topic.clone(), r.partition), r.to))
-        .collect();
-    if left.is_empty() {
-        return Ok(());
+    let mut reader = Reader::start(kafka, what, ranges)?;
+    while let Some(m) = reader.next().await? {
+        each(&m);
     }
-    let err = |source| Error::Read {
-        what: what.to_string(),
-        source,
-    };
-    let consumer = reader(kafka)?;
-    let mut tpl = TopicPartitionList::new();
-    for r in ranges.iter().filter(|r| r.from < r.to) {
-        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
-            .map_err(err)?;
+    Ok(())
+}
+
+/// A read of ranges, a record at a time.
+pub struct Reader {
+    consumer: Option<StreamConsumer<kafka::ConsumerLog>>,
+    what: String,
+    left: HashMap<(String, i32), i64>,
+}
+
+impl Reader {
+    pub fn start(kafka: &KafkaConfig, what: &str, ranges: &[Range]) -> Result<Reader, Error> {
+        let ranges: Vec<&Range> = ranges.iter().filter(|r| r.from < r.to).collect();
+        let left = ranges
+            .iter()
+            .map(|r| ((r.topic.clone(), r.partition), r.to))
+            .collect();
+        let mut reader = Reader {
+            consumer: None,
+            what: what.to_string(),
+            left,
+        };
+        if ranges.is_empty() {
+            return Ok(reader);
+        }
+        let consumer = reader_consumer(kafka)?;
+        let mut tpl = TopicPartitionList::new();
+        for r in ranges {
+            tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
+                .map_err(|e| reader.err(e))?;
+        }
+        consumer.assign(&tpl).map_err(|e| reader.err(e))?;
+        reader.consumer = Some(consumer);
+        Ok(reader)
     }
-    consumer.assign(&tpl).map_err(err)?;
-    let mut quiet = Duration::ZERO;
-    let tick = Duration::from_millis(500);
-    while !left.is_empty() {
-        match tokio::time::timeout(tick, consumer.recv()).await {
-            Ok(Ok(m)) => {
-                quiet = Duration::ZERO;
-                let key = (m.topic().to_string(), m.partition());
-                if let Some(&to) = left.get(&key) {
-                    if m.offset() < to {
-                        each(&m);
-                    }
+
+    fn err(&self, source: KafkaError) -> Error {
+        Error::Read {
+            what: self.what.clone(),
+            source,
+        }
+    }
+
+    /// The next record of the ranges; `None` once each is read to its end.
+    pub async fn next(&mut self) -> Result<Option<BorrowedMessage<'_>>, Error> {
+        let tick = Duration::from_millis(500);
+        let mut quiet = Duration::ZERO;
+        loop {
+            if self.left.is_empty() {
+                return Ok(None);
+            }
+            let consumer = self
+                .consumer
+                .as_ref()
+                .expect("a read with ranges has a consumer");
+            match tokio::time::timeout(tick, consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    let key = (m.topic().to_string(), m.partition());
+                    let Some(&to) = self.left.get(&key) else {
+                        continue;
+                    };
                     if m.offset() + 1 >= to {
-                        left.remove(&key);
+                        self.left.remove(&key);
+                    }
+                    if m.offset() < to {
+                        return Ok(Some(m));
                     }
                 }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "{what}: librdkafka retries on its own"),
-            Err(_) => {
-                quiet += tick;
-                // Offsets a partition skips (transaction markers, compaction)
-                // end a range without a record at its last offset.
-                let positions = consumer.position().map_err(err)?;
-                left.retain(|(t, p), to| {
-                    !matches!(positions.find_partition(t, *p).map(|e| e.offset()),
-                        Some(Offset::Offset(o)) if o >= *to)
-                });
-                if quiet >= STALL && !left.is_empty() {
-                    return Err(Error::Stalled {
-                        what: what.to_string(),
-                        secs: STALL.as_secs(),
-                        left: left.len(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "{}: librdkafka retries on its own", self.what)
+                }
+                Err(_) => {
+                    quiet += tick;
+                    // Offsets a partition skips (transaction markers, compaction)
+                    // end a range without a record at its last offset.
+                    let positions = consumer.position().map_err(|e| self.err(e))?;
+                    self.left.retain(|(t, p), to| {
+                        !matches!(positions.find_partition(t, *p).map(|e| e.offset()),
+                            Some(Offset::Offset(o)) if o >= *to)
                     });
+                    if quiet >= STALL && !self.left.is_empty() {
+                        return Err(Error::Stalled {
+                            what: self.what.clone(),
+                            secs: STALL.as_secs(),
+                            left: self.left.len(),
+                        });
+                    }
                 }
             }
         }
     }
-    Ok(())
 }

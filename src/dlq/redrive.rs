@@ -103,7 +103,7 @@ pub struct Redrive {
 /// dead (when it runs on another host, where its process cannot be looked up).
 const SILENT: Duration = Duration::from_secs(30);
 /// Dead letters sent per chunk, with no rate.
-const CHUNK: i64 = 500;
+const CHUNK: i64 = 2_000;
 
 impl Redrive {
     pub fn new(store: Arc<Store>, kafka: KafkaConfig, topics: Topics) -> Self {
@@ -184,16 +184,20 @@ impl Redrive {
         let pace = job.rate.map(|r| Duration::from_secs_f64(1.0 / r));
         let started = Instant::now();
         let mut paced = 0u32;
+        let mut after = 0;
         progress(&self.job(id).await?);
         loop {
             let asked = self.store.replay_heartbeat(id, &owner(), now_ms()).await?;
             if asked || cancel.is_cancelled() {
                 return self.end(id, JobState::Cancelled, None).await;
             }
-            let letters = self.store.replay_pending(id, chunk).await?;
-            if letters.is_empty() {
+            // Every letter of a chunk is recorded before the next chunk, so the
+            // next starts after the last.
+            let letters = self.store.replay_pending(id, after, chunk).await?;
+            let Some(last) = letters.last() else {
                 return self.end(id, JobState::Completed, None).await;
-            }
+            };
+            after = last.id;
             self.add_destinations(id, &job, &letters, &mut checkpoint)
                 .await?;
             let mut sends = Vec::new();

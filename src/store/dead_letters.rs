@@ -352,6 +352,27 @@ pub(super) async fn insert_read(
     Ok(n)
 }
 
+/// The end of the run of DLQ records the store holds from `from` on in a
+/// partition: `from` itself when it holds a gap (a record it lacks lies there).
+pub(super) async fn known_from(
+    c: &mut impl Conn,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<i64, Error> {
+    let r = &c
+        .rows(
+            "SELECT count(*), max(dlq_offset) FROM dead_letters
+            WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset >= $3",
+            &[P::T(topic), P::I(i64::from(partition)), P::I(from)],
+        )
+        .await?[0];
+    Ok(match (r[0].i()?, r[1].oi()?) {
+        (n, Some(max)) if n == max - from + 1 => max + 1,
+        _ => from,
+    })
+}
+
 fn param<'a>(values: &mut Vec<P<'a>>, p: P<'a>) -> String {
     values.push(p);
     format!("${}", values.len())
@@ -648,10 +669,12 @@ pub(super) async fn jobs(c: &mut impl Conn, limit: i64) -> Result<Vec<JobRow>, E
     .collect()
 }
 
-/// The next dead letters a job has still to move, oldest first.
+/// The next dead letters a job has still to move, oldest first, after the
+/// letter `after` (a range of the job's items, not a scan of them all).
 pub(super) async fn pending(
     c: &mut impl Conn,
     job: i64,
+    after: i64,
     limit: i64,
 ) -> Result<Vec<StoredLetter>, Error> {
     let columns = STORED_COLUMNS
@@ -663,9 +686,10 @@ pub(super) async fn pending(
         c.rows(
             &format!(
                 "SELECT {columns} FROM replay_items i JOIN dead_letters d ON d.id = i.dead_letter_id
-                WHERE i.job_id = $1 AND i.state = 'pending' ORDER BY d.id LIMIT $2"
+                WHERE i.job_id = $1 AND i.dead_letter_id > $2 AND i.state = 'pending'
+                ORDER BY i.dead_letter_id LIMIT $3"
             ),
-            &[P::I(job), P::I(limit)],
+            &[P::I(job), P::I(after), P::I(limit)],
         )
         .await?,
     )

@@ -349,6 +349,20 @@ impl Store {
         ))
     }
 
+    /// Where a read of a DLQ partition from `from` may start: after the run of
+    /// records from `from` on that the store holds already (those the processor
+    /// stored with its batches), so the DLQ index skips them.
+    pub async fn dead_letters_known_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+    ) -> Result<i64, Error> {
+        on_conn!(self, read, |c| dead_letters::known_from(
+            c, topic, partition, from
+        ))
+    }
+
     /// Dead letters of a selection, newest first; `before` (an id) pages on.
     pub async fn dead_letters(
         &self,
@@ -402,9 +416,14 @@ impl Store {
         on_conn!(self, read, |c| dead_letters::jobs(c, limit))
     }
 
-    /// The next dead letters a job has still to move.
-    pub async fn replay_pending(&self, job: i64, limit: i64) -> Result<Vec<StoredLetter>, Error> {
-        on_conn!(self, read, |c| dead_letters::pending(c, job, limit))
+    /// The next dead letters a job has still to move, after the letter `after`.
+    pub async fn replay_pending(
+        &self,
+        job: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredLetter>, Error> {
+        on_conn!(self, read, |c| dead_letters::pending(c, job, after, limit))
     }
 
     pub async fn record_replay(&self, p: &dead_letters::Progress<'_>) -> Result<(), Error> {
