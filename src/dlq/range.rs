@@ -80,7 +80,16 @@ fn reader_consumer(kafka: &KafkaConfig) -> Result<StreamConsumer<kafka::Consumer
         "consumer",
         &kafka.consumer_config(
             "orderflow-range-reader",
-            &[("enable.auto.commit", "false"), ("fetch.wait.max.ms", "50")],
+            &[
+                ("enable.auto.commit", "false"),
+                ("fetch.wait.max.ms", "50"),
+                // A prefetch queue of 100,000 records and 64 MB by default was
+                // most of a read's memory while the store took in what it read:
+                // 122 MB peak for 100,000 DLQ records on Apache Kafka, 45 MB with
+                // these, in 7.3 s instead of 7.1 (5,000 records: 28 MB, 17.7 s).
+                ("queued.min.messages", "20000"),
+                ("queued.max.messages.kbytes", "8192"),
+            ],
         ),
         kafka::ConsumerLog,
     )?)
