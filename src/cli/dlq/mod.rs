@@ -8,6 +8,7 @@ mod triage;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+
 use clap::{Args, Subcommand};
 
 use super::args::{Connection, StoreArgs, drain_token};
@@ -84,9 +85,22 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a command can go on without reading the DLQ topic into the store
+/// first (with a warning): listing can, from what the store holds; replaying
+/// and cancelling cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    Required,
+    BestEffort,
+}
+
 /// The redrive engine over the store and the cluster the flags name, with the
 /// DLQ topic read into the store.
-async fn engine(conn: &Connection, store: &StoreArgs) -> anyhow::Result<Redrive> {
+async fn engine(
+    conn: &Connection,
+    store: &StoreArgs,
+    catch_up: CatchUp,
+) -> anyhow::Result<Redrive> {
     let store: Arc<_> = store.open_required().await?;
     let engine = Redrive::new(
         store,
@@ -97,16 +111,22 @@ async fn engine(conn: &Connection, store: &StoreArgs) -> anyhow::Result<Redrive>
             parking: conn.parking_topic.clone(),
         },
     );
-    let caught = engine
-        .catch_up()
-        .await
-        .with_context(|| format!("reading the DLQ topic {} into the store", conn.dlq_topic))?;
-    if caught.new > 0 {
-        tracing::info!(
-            read = caught.read,
-            new = caught.new,
-            "DLQ records the store lacked"
-        );
+    let what = || format!("reading the DLQ topic {} into the store", conn.dlq_topic);
+    match engine.catch_up().await {
+        Ok(caught) => {
+            if caught.new > 0 {
+                tracing::info!(
+                    read = caught.read,
+                    new = caught.new,
+                    "DLQ records the store lacked"
+                );
+            }
+        }
+        Err(e) if catch_up == CatchUp::BestEffort => eprintln!(
+            "warning: {}: {e}; showing what the store holds, which may lack the newest DLQ records",
+            what()
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context(what())),
     }
     Ok(engine)
 }

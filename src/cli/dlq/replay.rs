@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{engine, triage::SelectionArgs};
+use super::{CatchUp, engine, triage::SelectionArgs};
 use crate::{
     cli::{
         args::{Connection, StoreArgs},
@@ -59,7 +59,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let engine = engine(&args.conn, &args.store).await?;
+    let engine = engine(&args.conn, &args.store, CatchUp::Required).await?;
     let out = Console::new();
     let job = match args.resume {
         Some(id) => engine.job(id).await?,
@@ -212,7 +212,7 @@ pub struct CancelArgs {
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
-    let engine = engine(&args.conn, &args.store).await?;
+    let engine = engine(&args.conn, &args.store, CatchUp::Required).await?;
     let out = Console::new();
     let mut job = engine.cancel(args.job).await?;
     if job.state == JobState::Running {

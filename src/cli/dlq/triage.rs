@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::engine;
+use super::{CatchUp, engine};
 use crate::{
     cli::{
         args::{Connection, StoreArgs},
@@ -68,7 +68,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let engine = engine(&args.conn, &args.store).await?;
+    let engine = engine(&args.conn, &args.store, CatchUp::BestEffort).await?;
     let selection = args.select.selection(args.status, Vec::new());
     let letters = engine
         .store()
@@ -133,7 +133,7 @@ pub struct ReasonsArgs {
 }
 
 pub async fn reasons(args: ReasonsArgs) -> anyhow::Result<()> {
-    let engine = engine(&args.conn, &args.store).await?;
+    let engine = engine(&args.conn, &args.store, CatchUp::BestEffort).await?;
     let selection = args.select.selection(Some(args.status), Vec::new());
     let out = Console::new();
     out.line(format_args!(
