@@ -632,6 +632,7 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
             store
                 .record_replay(&Progress {
                     job: first,
+                    owner: "test:1",
                     now_ms: 6_000,
                     outcomes: &outcomes,
                     checkpoint: &checkpoint,
@@ -646,7 +647,7 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
             "recorded once: {url}"
         );
         store
-            .finish_replay(first, JobState::Cancelled, None, 7_000)
+            .finish_replay((first, "test:1"), JobState::Cancelled, None, 7_000)
             .await
             .unwrap();
         let freed = store.replay_preview(&pizza, None, 5).await.unwrap();
@@ -663,6 +664,36 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
         assert_eq!(
             (moved[0].job_id, moved[0].moved_to.as_deref()),
             (Some(first), Some("orders[0]@500"))
+        );
+        // Two processes resuming the second job at once: one wins, and the
+        // runner it was taken from records nothing more.
+        let row = store.replay_job(second).await.unwrap().unwrap();
+        let seen = (row.owner.as_str(), row.updated_ms);
+        assert!(
+            store
+                .claim_replay((second, "a:1"), seen, 8_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_replay((second, "b:2"), seen, 8_000)
+                .await
+                .unwrap(),
+            "{url}"
+        );
+        let late = store
+            .record_replay(&Progress {
+                job: second,
+                owner: "test:1",
+                now_ms: 8_000,
+                outcomes: &[],
+                checkpoint: &checkpoint,
+            })
+            .await;
+        assert!(
+            matches!(late, Err(orderflow::store::Error::JobTaken(_))),
+            "{late:?}"
         );
         let jobs = store.replay_jobs(10).await.unwrap();
         assert_eq!(

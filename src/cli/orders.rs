@@ -215,7 +215,13 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RFC 3339, or the milliseconds as they are when RFC 3339 has no year for
+/// them (a producer's timestamps in microseconds, say).
 pub(super) fn time(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    const YEAR_10000_MS: i64 = 253_402_300_800_000;
+    if !(0..YEAR_10000_MS).contains(&ms) {
+        return format!("{ms} ms since 1970");
+    }
+    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -29,8 +29,10 @@ use crate::{
 /// group's offsets; no such group exists in Kafka).
 pub const GROUP: &str = "orderflow.dlq-index";
 
-/// Records recorded per transaction, with the positions they reach.
+/// Records recorded per transaction, with the positions they reach, at most;
+/// fewer when they hold more than `BATCH_BYTES`.
 const BATCH: usize = 2_000;
+const BATCH_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,11 +76,14 @@ pub async fn catch_up(
     let mut done = CaughtUp::default();
     let mut reader = range::Reader::start(kafka, "the DLQ topic", &ranges)?;
     let mut letters = Vec::new();
+    let mut bytes = 0;
     let mut reached = BTreeMap::new();
     loop {
         let more = match reader.next().await? {
             Some(m) => {
-                letters.push(letter(&DlqEvent::from_message(&m), dlq_topic, &decoder));
+                let l = letter(&DlqEvent::from_message(&m), dlq_topic, &decoder);
+                bytes += l.value.as_ref().map_or(0, Vec::len) + l.key.as_ref().map_or(0, Vec::len);
+                letters.push(l);
                 reached.insert(m.partition(), m.offset() + 1);
                 true
             }
@@ -91,13 +96,14 @@ pub async fn catch_up(
                 false
             }
         };
-        if letters.len() >= BATCH || !more {
+        if letters.len() >= BATCH || bytes >= BATCH_BYTES || !more {
             let positions: Vec<(i32, i64)> = reached.iter().map(|(p, o)| (*p, *o)).collect();
             done.new += store
                 .record_dead_letters(&letters, (GROUP, dlq_topic), &positions)
                 .await?;
             done.read += letters.len() as u64;
             letters.clear();
+            bytes = 0;
         }
         if !more {
             return Ok(done);

@@ -9,6 +9,7 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     error::KafkaError,
     message::BorrowedMessage,
+    types::RDKafkaErrorCode,
 };
 
 use crate::kafka::{self, KafkaConfig};
@@ -58,8 +59,15 @@ pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64, i64)>, Er
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(Vec::new());
     };
-    if t.error().is_some() {
-        return Ok(Vec::new()); // unknown topic
+    match t.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Ok(Vec::new()),
+        Some(code) => {
+            return Err(Error::Read {
+                what: format!("the partitions of {topic}"),
+                source: KafkaError::MetadataFetch(code),
+            });
+        }
     }
     t.partitions()
         .iter()

@@ -52,7 +52,7 @@ pub enum Error {
     #[error("replay job {job} is {state}: there is nothing left to do")]
     Ended { job: i64, state: &'static str },
     #[error(
-        "replay job {job} is running in {owner}: wait for it, or stop it with `orderflow dlq cancel {job}`"
+        "replay job {job} is running in {owner} (or was taken over just now): wait for it, or stop it with `orderflow dlq cancel {job}`"
     )]
     Busy { job: i64, owner: String },
     #[error(
@@ -100,10 +100,46 @@ pub struct Redrive {
 }
 
 /// How long a job's runner may be silent before another process takes it for
-/// dead (when it runs on another host, where its process cannot be looked up).
-const SILENT: Duration = Duration::from_secs(30);
-/// Dead letters sent per chunk, with no rate.
+/// dead (when it runs on another host, where its process cannot be looked up):
+/// longer than a chunk can take, its deliveries waiting up to librdkafka's
+/// `message.timeout.ms` (5 minutes by default).
+const SILENT: Duration = Duration::from_secs(600);
+/// Dead letters sent per chunk, at most...
 const CHUNK: i64 = 2_000;
+/// ...and about this many bytes of them; the first chunk is small, to learn
+/// how large the job's records are.
+const CHUNK_BYTES: usize = 16 << 20;
+const FIRST_CHUNK: i64 = 50;
+/// How long a resume waits before it reads its destinations a second time.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Spaces sends at a rate. After a stall (the broker, the store) it makes up at
+/// most a second's worth at once, so the cap holds over any second but the
+/// first after the stall.
+struct Pacer {
+    every: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        Pacer {
+            every: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let Some(every) = self.every else {
+            return;
+        };
+        tokio::time::sleep_until(self.next).await;
+        let floor = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(self.next);
+        self.next = self.next.max(floor) + every;
+    }
+}
 
 impl Redrive {
     pub fn new(store: Arc<Store>, kafka: KafkaConfig, topics: Topics) -> Self {
@@ -167,49 +203,78 @@ impl Redrive {
     /// Runs a job to its end: a new one, or one resumed after its runner
     /// crashed or failed. Stops early, as cancelled, when `cancel` fires or
     /// someone asks through the store (`dlq cancel`). `progress` sees the job
-    /// after each recorded chunk.
+    /// after each recorded chunk. A job that fails is left `failed`, to be
+    /// resumed.
     pub async fn run(
         &self,
         id: i64,
         cancel: &CancellationToken,
         mut progress: impl FnMut(&JobRow),
     ) -> Result<JobRow, Error> {
-        let job = self.take(id).await?;
-        let mut checkpoint = self.reconcile(&job).await?;
+        let me = owner();
+        self.take(id, &me).await?;
+        match self.drive(id, &me, cancel, &mut progress).await {
+            Err(e) if !matches!(e, Error::Store(store::Error::JobTaken(_))) => {
+                let failed = self
+                    .store
+                    .finish_replay((id, &me), JobState::Failed, Some(&e.to_string()), now_ms())
+                    .await;
+                if let Err(f) = failed {
+                    tracing::warn!(job = id, error = %f, "could not mark the replay job failed");
+                }
+                Err(e)
+            }
+            done => done,
+        }
+    }
+
+    async fn drive(
+        &self,
+        id: i64,
+        me: &str,
+        cancel: &CancellationToken,
+        progress: &mut impl FnMut(&JobRow),
+    ) -> Result<JobRow, Error> {
+        let job = self.job(id).await?;
+        let mut checkpoint = self.reconcile(&job, me).await?;
         let producer = self.kafka.producer()?;
-        let chunk = match job.rate {
+        let most = match job.rate {
             Some(r) => ((r / 2.0).ceil() as i64).clamp(1, CHUNK),
             None => CHUNK,
         };
-        let pace = job.rate.map(|r| Duration::from_secs_f64(1.0 / r));
-        let started = Instant::now();
-        let mut paced = 0u32;
+        // Until the first chunk shows how large its records are.
+        let mut chunk = most.min(FIRST_CHUNK);
+        let mut pacer = Pacer::new(job.rate);
         let mut after = 0;
         progress(&self.job(id).await?);
         loop {
-            let asked = self.store.replay_heartbeat(id, &owner(), now_ms()).await?;
+            let asked = self.store.replay_heartbeat(id, me, now_ms()).await?;
             if asked || cancel.is_cancelled() {
-                return self.end(id, JobState::Cancelled, None).await;
+                return self.end((id, me), JobState::Cancelled).await;
             }
             // Every letter of a chunk is recorded before the next chunk, so the
             // next starts after the last.
             let letters = self.store.replay_pending(id, after, chunk).await?;
             let Some(last) = letters.last() else {
-                return self.end(id, JobState::Completed, None).await;
+                return self.end((id, me), JobState::Completed).await;
             };
             after = last.id;
-            self.add_destinations(id, &job, &letters, &mut checkpoint)
+            let bytes: usize = letters
+                .iter()
+                .map(|l| l.letter.value.as_ref().map_or(0, Vec::len))
+                .sum();
+            let mean = (bytes / letters.len()).max(1);
+            chunk = ((CHUNK_BYTES / mean) as i64).clamp(1, most);
+            self.add_destinations(&job, me, &letters, &mut checkpoint)
                 .await?;
+            let before = checkpoint.clone();
             let mut sends = Vec::new();
             let mut outcomes = Vec::new();
             for l in &letters {
                 match self.destination(&job, l) {
                     Err(why) => outcomes.push((l.id, Outcome::Skipped(why))),
                     Ok(dest) => {
-                        if let Some(p) = pace {
-                            tokio::time::sleep_until(started + p * paced).await;
-                            paced += 1;
-                        }
+                        pacer.wait().await;
                         sends.push((l.id, dest.clone(), send(&producer, id, l, &dest)));
                     }
                 }
@@ -252,23 +317,27 @@ impl Redrive {
                     },
                 }
             }
+            if let Some((topic, ..)) = &failure {
+                // A send that timed out may still have landed, anywhere in the
+                // topic: a resume reads it from where it stood before the chunk.
+                checkpoint.insert(topic.clone(), before[topic].clone());
+            }
             self.store
                 .record_replay(&Progress {
                     job: id,
+                    owner: me,
                     now_ms: now_ms(),
                     outcomes: &outcomes,
                     checkpoint: &checkpoint,
                 })
                 .await?;
             if let Some((topic, source, hint)) = failure {
-                let e = Error::Send {
+                return Err(Error::Send {
                     job: id,
                     topic,
                     source,
                     hint,
-                };
-                self.end(id, JobState::Failed, Some(&e.to_string())).await?;
-                return Err(e);
+                });
             }
             progress(&self.job(id).await?);
         }
@@ -289,80 +358,108 @@ impl Redrive {
                 Ok(self.job(id).await?)
             }
             _ => {
-                self.reconcile(&job).await?;
-                self.end(id, JobState::Cancelled, None).await
+                let me = owner();
+                self.take(id, &me).await?;
+                let job = self.job(id).await?;
+                self.reconcile(&job, &me).await?;
+                self.end((id, &me), JobState::Cancelled).await
             }
         }
     }
 
-    /// The job, if this process may run it.
-    async fn take(&self, id: i64) -> Result<JobRow, Error> {
+    /// Makes this process the job's runner, if it may: the job is not over, and
+    /// its runner is gone (or this is a new job's first run). One process wins.
+    async fn take(&self, id: i64, me: &str) -> Result<(), Error> {
         let job = self.job(id).await?;
+        let busy = || Error::Busy {
+            job: id,
+            owner: job.owner.clone(),
+        };
         match job.state {
-            JobState::Completed | JobState::Cancelled => Err(Error::Ended {
-                job: id,
-                state: job.state.as_str(),
-            }),
-            JobState::Running if job.owner != owner() && alive(&job) => Err(Error::Busy {
-                job: id,
-                owner: job.owner,
-            }),
-            _ => Ok(job),
+            JobState::Completed | JobState::Cancelled => {
+                return Err(Error::Ended {
+                    job: id,
+                    state: job.state.as_str(),
+                });
+            }
+            JobState::Running if job.owner != me && alive(&job) => return Err(busy()),
+            _ => {}
         }
+        let seen = (job.owner.as_str(), job.updated_ms);
+        if !self.store.claim_replay((id, me), seen, now_ms()).await? {
+            return Err(busy());
+        }
+        Ok(())
     }
 
-    async fn end(&self, id: i64, state: JobState, error: Option<&str>) -> Result<JobRow, Error> {
-        self.store.finish_replay(id, state, error, now_ms()).await?;
+    async fn end(&self, (id, me): (i64, &str), state: JobState) -> Result<JobRow, Error> {
+        self.store
+            .finish_replay((id, me), state, None, now_ms())
+            .await?;
         self.job(id).await
     }
 
     /// Records what the job sent after its last record: it reads its
-    /// destinations from its checkpoint to their ends for records it sent.
-    /// Returns the checkpoint to go on from.
-    async fn reconcile(&self, job: &JobRow) -> Result<Checkpoint, Error> {
+    /// destinations from its checkpoint to their ends for records it sent, then
+    /// once more after a pause, for writes of a crashed runner that were still
+    /// on their way. Returns the checkpoint to go on from.
+    async fn reconcile(&self, job: &JobRow, me: &str) -> Result<Checkpoint, Error> {
         let mut checkpoint = job.checkpoint.clone();
-        let mut ranges = Vec::new();
-        for (topic, partitions) in &checkpoint {
-            for (partition, _, high) in range::ends(&self.kafka, topic)? {
-                let from = partitions.get(&partition).copied().unwrap_or(0);
-                ranges.push(Range {
-                    topic: topic.clone(),
-                    partition,
-                    from,
-                    to: high,
-                });
-            }
-        }
         let mut found = Vec::new();
-        let what = format!("what replay job {} sent", job.id);
-        range::read(&self.kafka, &what, &ranges, |m| {
-            let header = |k| record::header(m.headers(), k);
-            let Some((j, letter)) = header(record::H_REPLAY_ID).and_then(parse_replay_id) else {
-                return;
-            };
-            if j != job.id {
-                return;
+        for pass in 0..2 {
+            if checkpoint.is_empty() {
+                break; // nothing was ever sent
             }
-            let at = Position {
-                topic: m.topic().to_string(),
-                partition: m.partition(),
-                offset: m.offset(),
-            };
-            found.push((
-                letter,
-                if at.topic == self.topics.parking {
-                    Outcome::Parked(at)
-                } else {
-                    Outcome::Sent(at)
-                },
-            ));
-        })
-        .await?;
-        for r in &ranges {
-            checkpoint
-                .entry(r.topic.clone())
-                .or_default()
-                .insert(r.partition, r.to.max(r.from));
+            if pass > 0 {
+                tokio::time::sleep(SETTLE).await;
+            }
+            let mut ranges = Vec::new();
+            for (topic, partitions) in &checkpoint {
+                let ends = range::ends(&self.kafka, topic)?;
+                if ends.is_empty() {
+                    return Err(Error::NoTopic(topic.clone()));
+                }
+                for (partition, _, high) in ends {
+                    let from = partitions.get(&partition).copied().unwrap_or(0);
+                    ranges.push(Range {
+                        topic: topic.clone(),
+                        partition,
+                        from,
+                        to: high,
+                    });
+                }
+            }
+            let what = format!("what replay job {} sent", job.id);
+            range::read(&self.kafka, &what, &ranges, |m| {
+                let header = |k| record::header(m.headers(), k);
+                let Some((j, letter)) = header(record::H_REPLAY_ID).and_then(parse_replay_id)
+                else {
+                    return;
+                };
+                if j != job.id {
+                    return;
+                }
+                let at = Position {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                };
+                found.push((
+                    letter,
+                    if at.topic == self.topics.parking {
+                        Outcome::Parked(at)
+                    } else {
+                        Outcome::Sent(at)
+                    },
+                ));
+            })
+            .await?;
+            for r in &ranges {
+                checkpoint
+                    .entry(r.topic.clone())
+                    .or_default()
+                    .insert(r.partition, r.to.max(r.from));
+            }
         }
         if !found.is_empty() {
             tracing::info!(
@@ -374,6 +471,7 @@ impl Redrive {
         self.store
             .record_replay(&Progress {
                 job: job.id,
+                owner: me,
                 now_ms: now_ms(),
                 outcomes: &found,
                 checkpoint: &checkpoint,
@@ -387,8 +485,8 @@ impl Redrive {
     /// a resume then knows where to look.
     async fn add_destinations(
         &self,
-        id: i64,
         job: &JobRow,
+        me: &str,
         letters: &[StoredLetter],
         checkpoint: &mut Checkpoint,
     ) -> Result<(), Error> {
@@ -402,9 +500,7 @@ impl Redrive {
             }
             let ends = range::ends(&self.kafka, &dest.topic)?;
             if ends.is_empty() {
-                let e = Error::NoTopic(dest.topic.clone());
-                self.end(id, JobState::Failed, Some(&e.to_string())).await?;
-                return Err(e);
+                return Err(Error::NoTopic(dest.topic.clone()));
             }
             checkpoint.insert(
                 dest.topic.clone(),
@@ -415,7 +511,8 @@ impl Redrive {
         if added {
             self.store
                 .record_replay(&Progress {
-                    job: id,
+                    job: job.id,
+                    owner: me,
                     now_ms: now_ms(),
                     outcomes: &[],
                     checkpoint,

@@ -224,9 +224,12 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// A job's outcomes to record, with its checkpoint after them.
+/// A job's outcomes to record, with its checkpoint after them, by the process
+/// that runs it (`owner`): a runner that another process took the job from
+/// records nothing.
 pub struct Progress<'a> {
     pub job: i64,
+    pub owner: &'a str,
     pub now_ms: i64,
     pub outcomes: &'a [(i64, Outcome)],
     pub checkpoint: &'a Checkpoint,
@@ -280,8 +283,9 @@ pub fn reason_key(reason: &str) -> String {
 }
 
 /// Inserts a dead letter unless its record, or another record of the same
-/// failed message (a DLQ write repeated after a crash), is stored already.
-/// Casts tell PostgreSQL each value's type.
+/// failed message (a DLQ write repeated after a crash), is stored already: both
+/// are unique indexes, which also settle two writers racing. Casts tell
+/// PostgreSQL each value's type.
 const INSERT: &str = "INSERT INTO dead_letters (dlq_topic, dlq_partition, dlq_offset, order_id,
         user_name, product, reason, reason_key, kind, attempts, source_topic, source_partition,
         source_offset, source_ms, first_failure_ms, last_failure_ms, dead_ms, replays, msg_key,
@@ -291,8 +295,7 @@ const INSERT: &str = "INSERT INTO dead_letters (dlq_topic, dlq_partition, dlq_of
         CAST($10 AS BIGINT), CAST($11 AS TEXT), CAST($12 AS BIGINT), CAST($13 AS BIGINT),
         CAST($14 AS BIGINT), CAST($15 AS BIGINT), CAST($16 AS BIGINT), CAST($17 AS BIGINT),
         CAST($18 AS BIGINT), CAST($19 AS TEXT), CAST($20 AS TEXT), 'dead'
-    WHERE NOT EXISTS (SELECT 1 FROM dead_letters
-        WHERE source_topic = $11 AND source_partition = $12 AND source_offset = $13)
+    WHERE true
     ON CONFLICT DO NOTHING";
 
 fn b64(bytes: &Option<Vec<u8>>) -> Option<String> {
@@ -698,6 +701,7 @@ pub(super) async fn pending(
 /// Records outcomes of a job inside the caller's transaction. An outcome of a
 /// letter no longer pending (recorded before) changes nothing.
 pub(super) async fn record(c: &mut impl Conn, p: &Progress<'_>) -> Result<(), Error> {
+    owned(c, p.job, p.owner, p.now_ms).await?;
     let mut counts = [0i64; 4]; // sent, parked, skipped, failed
     for (id, outcome) in p.outcomes {
         let (state, detail, i) = match outcome {
@@ -766,19 +770,56 @@ pub(super) async fn record(c: &mut impl Conn, p: &Progress<'_>) -> Result<(), Er
     Ok(())
 }
 
-/// Says a job's runner is alive (and which process it is); returns whether
-/// someone asked it to stop.
+/// Says that `owner` still runs the job, inside the caller's transaction;
+/// fails when another process has taken it over.
+async fn owned(c: &mut impl Conn, job: i64, owner: &str, now_ms: i64) -> Result<(), Error> {
+    let n = c
+        .exec(
+            "UPDATE replay_jobs SET updated_ms = $3
+            WHERE id = $1 AND owner = $2 AND state = 'running'",
+            &[P::I(job), P::T(owner), P::I(now_ms)],
+        )
+        .await?;
+    if n == 0 {
+        return Err(Error::JobTaken(job));
+    }
+    Ok(())
+}
+
+/// Makes `owner` the runner of a job that `seen` ran (its owner and last word
+/// then), unless someone changed the job since: one process wins a race to
+/// resume or settle it.
+pub(super) async fn claim(
+    c: &mut impl Conn,
+    job: i64,
+    owner: &str,
+    seen: (&str, i64),
+    now_ms: i64,
+) -> Result<bool, Error> {
+    let n = c
+        .exec(
+            "UPDATE replay_jobs SET owner = $2, updated_ms = $5, state = 'running'
+            WHERE id = $1 AND owner = $3 AND updated_ms = $4 AND state IN ('running', 'failed')",
+            &[
+                P::I(job),
+                P::T(owner),
+                P::T(seen.0),
+                P::I(seen.1),
+                P::I(now_ms),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Says a job's runner is alive; returns whether someone asked it to stop.
 pub(super) async fn heartbeat(
     c: &mut impl Conn,
     job: i64,
     owner: &str,
     now_ms: i64,
 ) -> Result<bool, Error> {
-    c.exec(
-        "UPDATE replay_jobs SET updated_ms = $2, owner = $3 WHERE id = $1",
-        &[P::I(job), P::I(now_ms), P::T(owner)],
-    )
-    .await?;
+    owned(c, job, owner, now_ms).await?;
     let rows = c
         .rows(
             "SELECT cancel_requested FROM replay_jobs WHERE id = $1",
@@ -804,10 +845,12 @@ pub(super) async fn request_cancel(c: &mut impl Conn, job: i64) -> Result<(), Er
 pub(super) async fn finish(
     c: &mut impl Conn,
     job: i64,
+    owner: &str,
     state: JobState,
     error: Option<&str>,
     now_ms: i64,
 ) -> Result<(), Error> {
+    owned(c, job, owner, now_ms).await?;
     if state == JobState::Cancelled {
         c.exec(
             "UPDATE dead_letters SET job_id = NULL WHERE id IN (SELECT dead_letter_id

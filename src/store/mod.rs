@@ -60,6 +60,8 @@ pub enum Error {
     Postgres(#[from] tokio_postgres::Error),
     #[error("store holds an unexpected value: {0}")]
     Corrupt(String),
+    #[error("replay job {0} is run by another process now: this one stops")]
+    JobTaken(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -446,15 +448,29 @@ impl Store {
         on_conn!(self, write, |c| dead_letters::request_cancel(c, job))
     }
 
+    /// Ends a job that `owner` runs.
     pub async fn finish_replay(
         &self,
-        job: i64,
+        (job, owner): (i64, &str),
         state: JobState,
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<(), Error> {
         on_conn!(self, write, |c| dead_letters::finish(
-            c, job, state, error, now_ms
+            c, job, owner, state, error, now_ms
+        ))
+    }
+
+    /// Makes `owner` the runner of a job last seen run by `seen` (owner, last
+    /// heartbeat); false when another process changed it first.
+    pub async fn claim_replay(
+        &self,
+        (job, owner): (i64, &str),
+        seen: (&str, i64),
+        now_ms: i64,
+    ) -> Result<bool, Error> {
+        on_conn!(self, write, |c| dead_letters::claim(
+            c, job, owner, seen, now_ms
         ))
     }
 }

@@ -223,7 +223,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         moved_to TEXT
     );
     CREATE UNIQUE INDEX dead_letters_by_record ON dead_letters (dlq_topic, dlq_partition, dlq_offset);
-    CREATE INDEX dead_letters_by_source ON dead_letters (source_topic, source_partition, source_offset);
+    CREATE UNIQUE INDEX dead_letters_by_source
+        ON dead_letters (source_topic, source_partition, source_offset)
+        WHERE source_topic IS NOT NULL;
     CREATE INDEX dead_letters_by_state ON dead_letters (state, id);
     CREATE INDEX dead_letters_by_reason ON dead_letters (reason_key, dead_ms);
     CREATE INDEX dead_letters_by_order ON dead_letters (order_id);
