@@ -265,17 +265,20 @@ impl Redrive {
                 .sum();
             let mean = (bytes / letters.len()).max(1);
             chunk = ((CHUNK_BYTES / mean) as i64).clamp(1, most);
-            self.add_destinations(&job, me, &letters, &mut checkpoint)
+            let dests: Vec<_> = letters.iter().map(|l| self.destination(&job, l)).collect();
+            let topics = dests.iter().flatten().map(|d| d.topic.as_str());
+            self.add_destinations(id, me, topics, &mut checkpoint)
                 .await?;
             let before = checkpoint.clone();
             let mut sends = Vec::new();
             let mut outcomes = Vec::new();
-            for l in &letters {
-                match self.destination(&job, l) {
+            for (l, dest) in letters.iter().zip(dests) {
+                match dest {
                     Err(why) => outcomes.push((l.id, Outcome::Skipped(why))),
                     Ok(dest) => {
                         pacer.wait().await;
-                        sends.push((l.id, dest.clone(), send(&producer, id, l, &dest)));
+                        let delivery = send(&producer, id, l, &dest);
+                        sends.push((l.id, dest, delivery));
                     }
                 }
             }
@@ -485,25 +488,22 @@ impl Redrive {
     /// a resume then knows where to look.
     async fn add_destinations(
         &self,
-        job: &JobRow,
+        id: i64,
         me: &str,
-        letters: &[StoredLetter],
+        topics: impl Iterator<Item = &str>,
         checkpoint: &mut Checkpoint,
     ) -> Result<(), Error> {
         let mut added = false;
-        for l in letters {
-            let Ok(dest) = self.destination(job, l) else {
-                continue;
-            };
-            if checkpoint.contains_key(&dest.topic) {
+        for topic in topics {
+            if checkpoint.contains_key(topic) {
                 continue;
             }
-            let ends = range::ends(&self.kafka, &dest.topic)?;
+            let ends = range::ends(&self.kafka, topic)?;
             if ends.is_empty() {
-                return Err(Error::NoTopic(dest.topic.clone()));
+                return Err(Error::NoTopic(topic.to_string()));
             }
             checkpoint.insert(
-                dest.topic.clone(),
+                topic.to_string(),
                 ends.into_iter().map(|(p, _, high)| (p, high)).collect(),
             );
             added = true;
@@ -511,7 +511,7 @@ impl Redrive {
         if added {
             self.store
                 .record_replay(&Progress {
-                    job: job.id,
+                    job: id,
                     owner: me,
                     now_ms: now_ms(),
                     outcomes: &[],

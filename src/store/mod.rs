@@ -265,49 +265,31 @@ impl Store {
 
     /// Next offsets to read per partition, as last stored for `group` and `topic`.
     pub async fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>, Error> {
-        match self {
-            Store::Sqlite(s) => s.offsets(group, topic).await,
-            Store::Postgres(s) => s.offsets(group, topic).await,
-        }
+        on_conn!(self, read, |c| read::offsets(c, group, topic))
     }
 
     pub async fn aggregates(&self) -> Result<Aggregates, Error> {
-        match self {
-            Store::Sqlite(s) => s.aggregates().await,
-            Store::Postgres(s) => s.aggregates().await,
-        }
+        on_conn!(self, read, |c| read::aggregates(c))
     }
 
     pub async fn list(&self, filter: &Filter) -> Result<Vec<StoredOrder>, Error> {
-        match self {
-            Store::Sqlite(s) => s.list(filter).await,
-            Store::Postgres(s) => s.list(filter).await,
-        }
+        on_conn!(self, read, |c| read::list(c, filter))
     }
 
     /// Every order stored with this id (usually one), oldest first.
     pub async fn show(&self, id: &str) -> Result<Vec<History>, Error> {
-        match self {
-            Store::Sqlite(s) => s.show(id).await,
-            Store::Postgres(s) => s.show(id).await,
-        }
+        on_conn!(self, read, |c| read::show(c, id))
     }
 
     /// Dead-lettered orders grouped by error, the most frequent first.
     pub async fn failures(&self, limit: i64) -> Result<Vec<Failure>, Error> {
-        match self {
-            Store::Sqlite(s) => s.failures(limit).await,
-            Store::Postgres(s) => s.failures(limit).await,
-        }
+        on_conn!(self, read, |c| read::failures(c, limit))
     }
 
     /// How the database would run a read (its EXPLAIN), to check which index
     /// serves it.
     pub async fn plan(&self, read: &Read<'_>) -> Result<Vec<String>, Error> {
-        match self {
-            Store::Sqlite(s) => s.plan(read).await,
-            Store::Postgres(s) => s.plan(read).await,
-        }
+        on_conn!(self, read, |c| read::plan(c, read))
     }
 
     /// Deletes the orders processed before `before_ms`, with their timelines, a
@@ -316,10 +298,7 @@ impl Store {
     pub async fn prune(&self, before_ms: i64) -> Result<u64, Error> {
         let mut pruned = 0;
         loop {
-            let n = match self {
-                Store::Sqlite(s) => s.prune(before_ms, PRUNE_BATCH).await?,
-                Store::Postgres(s) => s.prune(before_ms, PRUNE_BATCH).await?,
-            };
+            let n = on_conn!(self, write, |c| sql::prune(c, before_ms, PRUNE_BATCH))?;
             pruned += n;
             if n < PRUNE_BATCH as u64 {
                 return Ok(pruned);

@@ -1,16 +1,13 @@
 //! SQLite through libsql (the engine the embedded broker links too, so one SQLite
 //! build serves both).
 
-use std::collections::HashMap;
-
 use libsql::{Connection, TransactionBehavior, Value};
 use tokio::sync::Mutex;
 
 use super::{
-    Applied, Batch, Error, Failure, Filter, History, Read, StoredOrder, read, schema,
+    Applied, Batch, Error, schema,
     sql::{self, Conn, P, V},
 };
-use crate::aggregate::Aggregates;
 
 pub struct SqliteStore {
     path: String,
@@ -254,35 +251,5 @@ impl SqliteStore {
             statements: None,
         })
         .await
-    }
-
-    pub async fn offsets(&self, group: &str, topic: &str) -> Result<HashMap<i32, i64>, Error> {
-        self.read(async |c| read::offsets(c, group, topic).await)
-            .await
-    }
-
-    pub async fn aggregates(&self) -> Result<Aggregates, Error> {
-        self.read(async |c| read::aggregates(c).await).await
-    }
-
-    pub async fn list(&self, f: &Filter) -> Result<Vec<StoredOrder>, Error> {
-        self.read(async |c| read::list(c, f).await).await
-    }
-
-    pub async fn show(&self, id: &str) -> Result<Vec<History>, Error> {
-        self.read(async |c| read::show(c, id).await).await
-    }
-
-    pub async fn failures(&self, limit: i64) -> Result<Vec<Failure>, Error> {
-        self.read(async |c| read::failures(c, limit).await).await
-    }
-
-    pub async fn plan(&self, read: &Read<'_>) -> Result<Vec<String>, Error> {
-        self.read(async |c| read::plan(c, read).await).await
-    }
-
-    pub async fn prune(&self, before_ms: i64, limit: i64) -> Result<u64, Error> {
-        self.write(async |c| sql::prune(c, before_ms, limit).await)
-            .await
     }
 }

@@ -85,6 +85,16 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--json`: one object per line.
+fn json_lines<T: serde::Serialize>(out: &Console, items: &[T]) {
+    for item in items {
+        out.line(format_args!(
+            "{}",
+            serde_json::to_string(item).expect("dead letters and jobs serialize")
+        ));
+    }
+}
+
 /// Whether a command can go on without reading the DLQ topic into the store
 /// first (with a warning): listing can, from what the store holds; replaying
 /// and cancelling cannot.

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{CatchUp, engine, triage::SelectionArgs};
+use super::{CatchUp, engine, json_lines, triage::SelectionArgs};
 use crate::{
     cli::{
         args::{Connection, StoreArgs},
@@ -172,12 +172,7 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
     let out = Console::new();
     let jobs = store.replay_jobs(args.limit).await?;
     if args.json {
-        for j in &jobs {
-            out.line(format_args!(
-                "{}",
-                serde_json::to_string(j).expect("jobs serialize")
-            ));
-        }
+        json_lines(&out, &jobs);
         return Ok(());
     }
     out.line(format_args!(

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{CatchUp, engine};
+use super::{CatchUp, engine, json_lines};
 use crate::{
     cli::{
         args::{Connection, StoreArgs},
@@ -76,12 +76,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         .await?;
     let out = Console::new();
     if args.json {
-        for l in &letters {
-            out.line(format_args!(
-                "{}",
-                serde_json::to_string(l).expect("dead letters serialize")
-            ));
-        }
+        json_lines(&out, &letters);
     } else {
         print_table(&out, &letters);
     }
