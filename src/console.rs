@@ -1,7 +1,12 @@
 //! Console output: the seeds' lines, optionally prefixed when several components
 //! share one terminal (the demo).
 
-use std::{borrow::Cow, fmt, io::Write};
+use std::{
+    borrow::Cow,
+    fmt,
+    io::Write,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct Console {
@@ -58,6 +63,37 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// An amount with two decimals, or `-` when there is none (no price, no average yet).
 pub fn amount(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// A time as ms since the epoch: RFC 3339, or a duration before now.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s).map_err(|_| {
+                format!("{s:?} is neither a time (2026-12-01T10:00:00Z) nor a duration (2h)")
+            })?;
+            SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{s:?} ago is before the epoch"))?
+        }
+    };
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("{s:?} is too far ahead"))
+}
+
+/// RFC 3339, or the milliseconds as they are when RFC 3339 has no year for
+/// them (a producer's timestamps in microseconds, say).
+pub fn time(ms: i64) -> String {
+    const YEAR_10000_MS: i64 = 253_402_300_800_000;
+    if !(0..YEAR_10000_MS).contains(&ms) {
+        return format!("{ms} ms since 1970");
+    }
+    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ use crate::{
     producer::{self, WireFormat},
     shutdown,
     simulated::Simulated,
+    web::{
+        self, App, Role, Settings, Users,
+        auth::{UserEntry, hash_password},
+    },
 };
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -85,8 +89,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }),
         Box::new(move |e: &processor::Event<'_>| processor::print_event(&pout, e)),
     );
-    if let Some(store) = store {
+    if let Some(store) = store.clone() {
         processor = processor.with_store(store);
+    }
+    if let Some(store) = &store {
+        console(&args, &kafka, store.clone(), stop.clone()).await?;
     }
     let processor_task = {
         let (stop, drain, drain_dlq) = (stop.clone(), drain_processor.clone(), drain_dlq.clone());
@@ -132,5 +139,66 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         crate::console::amount(report.aggregates.total.avg()),
     ));
     drop(broker);
+    Ok(())
+}
+
+/// Starts the web console beside the pipeline, with the users file's users or
+/// else a `demo` operator whose password is printed. A console that cannot
+/// listen is reported, and the demo runs without it.
+async fn console(
+    args: &DemoArgs,
+    kafka: &crate::kafka::KafkaConfig,
+    store: Arc<crate::store::Store>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    if args.console_listen == "off" {
+        return Ok(());
+    }
+    let out = Console::prefixed("console");
+    let mut users = args.users.load()?;
+    let mut made = None;
+    if users.is_empty() {
+        let password = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        users = Users::new(vec![UserEntry {
+            name: "demo".into(),
+            role: Role::Operator,
+            password_hash: hash_password(&password)?,
+            token_sha256: Vec::new(),
+        }])?;
+        made = Some(password);
+    }
+    let listener = match tokio::net::TcpListener::bind(&args.console_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            out.line(format_args!(
+                "cannot listen on {} ({e}): the demo runs without the console (--console-listen picks another address)",
+                args.console_listen
+            ));
+            return Ok(());
+        }
+    };
+    let app = App::new(
+        store,
+        Settings {
+            kafka: kafka.clone(),
+            topics: crate::cli::serve::topics(&args.conn),
+            group: crate::processor::Config::new(kafka.clone()).group,
+            users,
+            session_ttl: std::time::Duration::from_secs(12 * 3600),
+        },
+        stop,
+    )?;
+    out.line(format_args!(
+        "web console on http://{}/{}",
+        listener.local_addr()?,
+        made.map_or(String::new(), |p| format!(
+            " (sign in as demo, password {p})"
+        ))
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = web::run(listener, app).await {
+            tracing::error!(error = %e, "the web console stopped");
+        }
+    });
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig, ClientContext,
+    ClientConfig, ClientContext, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     config::FromClientConfigAndContext,
@@ -376,6 +376,20 @@ pub fn classify_write_error(e: &KafkaError) -> WriteFailure {
         }
         _ => WriteFailure::Retry,
     }
+}
+
+/// A message's headers as text (values read lossily as UTF-8; a null value is
+/// empty), in their order.
+pub fn text_headers<M: Message>(m: &M) -> impl Iterator<Item = (String, String)> + '_ {
+    use rdkafka::message::Headers as _;
+    m.headers().into_iter().flat_map(|hs| {
+        hs.iter().map(|h| {
+            (
+                h.key.to_string(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
+    })
 }
 
 #[cfg(test)]

@@ -702,3 +702,63 @@ async fn dead_letters_are_kept_once_and_held_by_one_job_at_a_time() {
         );
     }
 }
+
+/// The audit log lists the newest first: all of it, one target, or a kind of
+/// target by its prefix, where `_` and `%` are plain text.
+#[tokio::test]
+async fn the_audit_log_filters_by_target_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in store_urls(dir.path()).await {
+        let store = Store::connect(&url).await.unwrap();
+        let rows = [
+            ("order.place", "order:a_1"),
+            ("replay.start", "replay:1"),
+            ("order.place", "order:%"),
+            ("replay.cancel", "replay:1"),
+            ("replay.start", "replay:12"),
+            ("odd", "replay"),
+            ("odd", "replayx:1"),
+        ];
+        for (n, (action, target)) in rows.iter().enumerate() {
+            store
+                .audit(n as i64, "ann", (action, target), "{}")
+                .await
+                .unwrap();
+        }
+        let targets = |entries: Vec<orderflow::store::audit::AuditEntry>| {
+            entries
+                .into_iter()
+                .map(|e| (e.action, e.target))
+                .collect::<Vec<_>>()
+        };
+        let pair = |a: &str, t: &str| (a.to_string(), t.to_string());
+        assert_eq!(
+            targets(store.audit_log(Some("replay:"), 10).await.unwrap()),
+            [
+                pair("replay.start", "replay:12"),
+                pair("replay.cancel", "replay:1"),
+                pair("replay.start", "replay:1"),
+            ],
+            "{url}"
+        );
+        assert_eq!(
+            targets(store.audit_log(Some("replay:1"), 10).await.unwrap()),
+            [
+                pair("replay.cancel", "replay:1"),
+                pair("replay.start", "replay:1")
+            ],
+            "{url}"
+        );
+        assert_eq!(
+            targets(store.audit_log(Some("order:%"), 10).await.unwrap()),
+            [pair("order.place", "order:%")],
+            "{url}"
+        );
+        assert_eq!(
+            targets(store.audit_log(Some("order:"), 1).await.unwrap()),
+            [pair("order.place", "order:%")],
+            "{url}"
+        );
+        assert_eq!(store.audit_log(None, 100).await.unwrap().len(), 7);
+    }
+}

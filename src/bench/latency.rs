@@ -74,7 +74,7 @@ pub async fn measure(s: Setup<'_>) -> Result<Latency, Error> {
     let observer = {
         let samples = samples.clone();
         move |e: &Event<'_>| {
-            if let Event::Stored { orders } = e {
+            if let Event::Stored { orders, .. } = e {
                 let now = now_micros();
                 samples.lock().expect("latency samples").extend(
                     orders

@@ -29,6 +29,17 @@ pub struct DemoArgs {
     pub fail_when: FailWhen,
     #[arg(long, env = "ORDERFLOW_PARTITIONS", default_value_t = 1)]
     pub partitions: i32,
+    /// Address of the web console (`off`: none)
+    #[arg(
+        long,
+        env = "ORDERFLOW_CONSOLE_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub console_listen: String,
+    /// The console's users; with none, the demo makes an operator `demo` with a
+    /// password it prints
+    #[command(flatten)]
+    pub users: super::serve::UsersFileArgs,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {

@@ -15,8 +15,10 @@ mod kafka;
 mod orders;
 mod process;
 mod produce;
+pub(crate) mod serve;
 mod stats;
 mod topics;
+mod users;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,11 @@ pub enum Command {
     /// Broker, topics, producer, processor and DLQ consumer in one process
     #[cfg(feature = "embedded-broker")]
     Demo(demo::DemoArgs),
+    /// The web console and its JSON API (sign-in required; see `users`)
+    Serve(Box<serve::ServeArgs>),
+    /// The console's users and roles
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Read the order history in the store
     #[command(subcommand)]
     Orders(orders::OrdersCommand),
@@ -79,6 +86,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::run(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
+        Command::Users(command) => users::run(command),
         Command::Orders(command) => orders::run(command).await,
         Command::Stats(store) => stats::run(store).await,
         Command::Bench(args) => bench::run(args).await,

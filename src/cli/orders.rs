@@ -1,13 +1,13 @@
 //! `orderflow orders list|show|failures|prune`: the order history in the store.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::args::StoreArgs;
 use crate::{
-    console::{Console, amount},
+    console::{Console, amount, parse_time, time},
     store::{Cursor, Filter, History, Status, retention},
 };
 
@@ -67,26 +67,6 @@ pub struct PruneArgs {
 
 fn parse_status(s: &str) -> Result<Status, String> {
     Status::parse(s).ok_or_else(|| format!("unknown status {s:?}: use processed or dlq"))
-}
-
-/// A time as ms since the epoch: RFC 3339, or a duration before now.
-pub(super) fn parse_time(s: &str) -> Result<i64, String> {
-    let at = match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => t,
-        Err(_) => {
-            let ago = humantime::parse_duration(s).map_err(|_| {
-                format!("{s:?} is neither a time (2026-12-01T10:00:00Z) nor a duration (2h)")
-            })?;
-            SystemTime::now()
-                .checked_sub(ago)
-                .ok_or_else(|| format!("{s:?} ago is before the epoch"))?
-        }
-    };
-    let ms = at
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| format!("{s:?} is before 1970"))?
-        .as_millis();
-    i64::try_from(ms).map_err(|_| format!("{s:?} is too far ahead"))
 }
 
 pub async fn run(command: OrdersCommand) -> anyhow::Result<()> {
@@ -213,15 +193,4 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
         time(before)
     ));
     Ok(())
-}
-
-/// RFC 3339, or the milliseconds as they are when RFC 3339 has no year for
-/// them (a producer's timestamps in microseconds, say).
-pub(super) fn time(ms: i64) -> String {
-    const YEAR_10000_MS: i64 = 253_402_300_800_000;
-    if !(0..YEAR_10000_MS).contains(&ms) {
-        return format!("{ms} ms since 1970");
-    }
-    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -1,12 +1,13 @@
 //! `orderflow process`: the processor, with retries, the DLQ and the store.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use clap::Args;
 
 use super::args::{Connection, StoreArgs, drain_token};
 use crate::{
     console::Console,
+    metrics::{self, Metrics},
     processor::{self, Processor, backoff::Backoff},
     shutdown,
     simulated::{FailWhen, Simulated},
@@ -45,6 +46,10 @@ pub struct ProcessArgs {
     /// at start and every 10 minutes (the aggregates keep them)
     #[arg(long, env = "ORDERFLOW_RETENTION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9464
+    /// (port 0: any free port, printed at start) [default: off]
+    #[arg(long, env = "ORDERFLOW_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,14 +103,27 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
     cfg.backoff = args.retry.backoff()?;
     cfg.max_in_flight = args.max_in_flight;
     cfg.membership = args.instance_id;
+    // Bound before anything connects: a taken port fails the start, not later.
+    let metrics_listener = match &args.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let store = args.store.open().await?;
-    let observer: Box<dyn processor::Observer> = if args.quiet {
+    let mut observer: Box<dyn processor::Observer> = if args.quiet {
         Box::new(|_: &processor::Event<'_>| {})
     } else {
         let out = Console::new();
         out.line(format_args!("Consumer started…"));
         Box::new(move |e: &processor::Event<'_>| processor::print_event(&out, e))
     };
+    let serving = CancellationToken::new();
+    let mut server = None;
+    if let Some(listener) = metrics_listener {
+        let m = Arc::new(Metrics::new());
+        observer = m.observer(observer);
+        eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+        server = Some(tokio::spawn(metrics::serve(listener, m, serving.clone())));
+    }
     let mut p = Processor::new(
         cfg,
         Box::new(Simulated {
@@ -131,6 +149,12 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
         .run(shutdown::on_signals(), drain_token(args.exit_at_end))
         .await;
     pruning.cancel();
+    serving.cancel();
+    if let Some(server) = server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!(error = %e, "the metrics endpoint failed");
+    }
     let report = report?;
     let summary = processor::Summary::new(&report);
     match args.summary {

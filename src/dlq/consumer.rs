@@ -7,7 +7,6 @@ use rdkafka::{
     Message, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::KafkaError,
-    message::Headers,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,19 +40,7 @@ pub struct DlqEvent {
 impl DlqEvent {
     pub fn from_message<M: Message>(m: &M) -> Self {
         let raw = m.payload().unwrap_or_default().to_vec();
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = crate::kafka::text_headers(m).collect();
         DlqEvent {
             partition: m.partition(),
             offset: m.offset(),

@@ -113,6 +113,23 @@ const FIRST_CHUNK: i64 = 50;
 /// How long a resume waits before it reads its destinations a second time.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// The rates a job may have, in orders per second: at the slowest, a job still
+/// looks at a cancel every 10 s (it does between sends at such rates).
+pub const RATES: std::ops::RangeInclusive<f64> = 0.1..=1_000_000.0;
+
+/// A rate in [`RATES`], or what to give instead.
+pub fn check_rate(r: f64) -> Result<f64, String> {
+    if RATES.contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{r} is no rate: give orders per second from {} to {}",
+            RATES.start(),
+            RATES.end()
+        ))
+    }
+}
+
 /// Spaces sends at a rate. After a stall (the broker, the store) it makes up at
 /// most a second's worth at once, so the cap holds over any second but the
 /// first after the stall.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::{
     codec::Format, console::Console, dlq::record::ErrorKind, order::Order, store::Finished,
 };
@@ -14,6 +16,7 @@ pub enum Event<'a> {
         avg: Option<f64>,
         partition: i32,
         offset: i64,
+        times: Times,
     },
     AttemptFailed {
         order_id: &'a str,
@@ -31,9 +34,32 @@ pub enum Event<'a> {
         attempts: u32,
         partition: i32,
         offset: i64,
+        times: Times,
     },
-    /// A batch of finished orders is committed to the store (only with a store).
-    Stored { orders: &'a [Finished] },
+    /// A batch of finished orders is committed to the store (only with a store),
+    /// in a transaction that took `took`.
+    Stored {
+        orders: &'a [Finished],
+        took: Duration,
+    },
+    /// What waits, on every commit tick: messages waiting for a timed retry (of
+    /// their handling or of their DLQ write) and, per assigned partition that has
+    /// a position, the messages not finished yet (unread or unfinished).
+    Backlog {
+        topic: &'a str,
+        retries_waiting: usize,
+        lag: &'a [(i32, i64)],
+    },
+}
+
+/// When a message was produced and received, for latencies.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    /// The record's Kafka timestamp (the producer's clock, or the broker's with
+    /// LogAppendTime), in ms since the epoch.
+    pub produced_ms: Option<i64>,
+    /// When this processor took it in (before any retry).
+    pub received: Instant,
 }
 
 pub trait Observer: Send {
@@ -72,6 +98,6 @@ pub fn print_event(out: &Console, event: &Event<'_>) {
             "Attempt {attempt}/{max_attempts} failed: {reason}"
         )),
         Event::DeadLettered { id, reason, .. } => out.line(format_args!("DLQ: {id} -> {reason}")),
-        Event::Stored { .. } => {}
+        Event::Stored { .. } | Event::Backlog { .. } => {}
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Error, Processor, Report,
+    Error, Event, Processor, Report,
     dlq_writer::DlqWriter,
     keys::{Job, KeyQueues},
     persist::{self, Persister},
@@ -97,12 +97,13 @@ impl Processor {
                     }
                 }
                 _ = flush_timer.fired(), if flush_timer.is_armed() => run.start_write(),
-                (batch, result) = async { run.persist.as_mut().expect("writing implies a store").written().await },
+                (batch, result, took) = async { run.persist.as_mut().expect("writing implies a store").written().await },
                     if run.persist.as_ref().is_some_and(Persister::writing) => {
-                    self.stored(run, batch, result).await;
+                    self.stored(run, batch, result, took).await;
                 }
                 _ = commit_tick.tick() => {
                     run.source.commit(CommitMode::Async);
+                    self.backlog(run);
                     if !warned_unassigned
                         && started.elapsed() >= UNASSIGNED_WARNING
                         && run.source.offsets(|o| o.is_empty())
@@ -157,6 +158,17 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// Tells the observer what waits; once per commit tick, as it asks
+    /// librdkafka for every assigned partition.
+    fn backlog(&mut self, run: &Run) {
+        let lag = run.source.lag();
+        self.observer.on_event(&Event::Backlog {
+            topic: &self.config.topic,
+            retries_waiting: run.queues.retries_waiting(),
+            lag: &lag,
+        });
     }
 
     /// Whether to take another message: not while `max_in_flight` messages wait
@@ -248,8 +260,8 @@ impl Processor {
             let Some(persist) = run.persist.as_mut().filter(|p| p.writing()) else {
                 break;
             };
-            let (batch, result) = persist.written().await;
-            self.stored(run, batch, result).await;
+            let (batch, result, took) = persist.written().await;
+            self.stored(run, batch, result, took).await;
         }
         run.source.commit(CommitMode::Sync);
     }

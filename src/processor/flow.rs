@@ -80,6 +80,7 @@ impl Processor {
                     avg: run.report.aggregates.total.avg(),
                     partition: job.partition,
                     offset: job.offset,
+                    times: job.times(),
                 });
             }
             (outcome, Some(reason)) => {
@@ -191,6 +192,7 @@ impl Processor {
             attempts: job.attempts,
             partition: job.partition,
             offset: job.offset,
+            times: job.times(),
         });
         let letter = run
             .persist
@@ -242,6 +244,7 @@ impl Processor {
         run: &mut Run,
         batch: store::Batch,
         result: Result<store::Applied, store::Error>,
+        took: Duration,
     ) {
         let Some(persist) = run.persist.as_mut() else {
             return;
@@ -251,7 +254,10 @@ impl Processor {
         };
         run.report.finished += stored.len() as u64;
         if !stored.is_empty() {
-            self.observer.on_event(&Event::Stored { orders: &stored });
+            self.observer.on_event(&Event::Stored {
+                orders: &stored,
+                took,
+            });
         }
         if applied.duplicates > 0 {
             // Redelivered orders were not applied again; show the stored truth.

@@ -10,6 +10,7 @@ use std::{
 use rdkafka::Message;
 use tokio::time::Instant;
 
+use super::Times;
 use crate::{
     codec::Format,
     dlq::record::ErrorKind,
@@ -53,6 +54,8 @@ pub struct Job {
     /// the original bytes.
     pub dlq_refused_size: bool,
     pub received_ms: i64,
+    /// The same moment on the monotonic clock, for the processing latency.
+    pub received_at: Instant,
     /// How many replays of a dead letter this message is (its
     /// `orderflow.replay.count` header); 0 for a first delivery.
     pub replays: u32,
@@ -89,6 +92,7 @@ impl Job {
             dlq_pending: false,
             dlq_refused_size: false,
             received_ms: now_ms(),
+            received_at: Instant::now(),
             replays: 0,
             timeline: Vec::new(),
         }
@@ -110,6 +114,13 @@ impl Job {
             kind: "attempt_failed",
             detail: format!("attempt {}: {reason}", self.attempts),
         });
+    }
+
+    pub fn times(&self) -> Times {
+        Times {
+            produced_ms: self.timestamp_ms,
+            received: self.received_at,
+        }
     }
 
     /// The order id, or where the message sits when it could not be decoded.
@@ -174,6 +185,13 @@ impl KeyQueues {
             .get(qk)
             .filter(|b| b.generation == generation)
             .and_then(|b| b.jobs.front())
+    }
+
+    /// Heads waiting for a timed retry: of their handling, or of a DLQ write
+    /// that failed. Every timer belongs to a blocked key (revoking a partition
+    /// drops both), so this is the timers' count.
+    pub fn retries_waiting(&self) -> usize {
+        self.timers.len()
     }
 
     pub fn next_due(&self) -> Option<Instant> {

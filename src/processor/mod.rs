@@ -30,7 +30,7 @@ use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, DEFAULT_MAX_IN_FLIGHT};
-pub use event::{Event, Observer, print_event};
+pub use event::{Event, Observer, Times, print_event};
 pub use handler::{Failure, Handler};
 pub use membership::Membership;
 /// The most orders the processor hands the store in one transaction.

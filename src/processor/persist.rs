@@ -27,7 +27,8 @@ pub const MAX_WAIT: Duration = Duration::from_millis(20);
 /// a bound on memory when the store is slower than the topic.
 pub const MAX_HELD: usize = 2 * MAX_BATCH;
 
-type Write = JoinHandle<(Batch, Result<Applied, store::Error>)>;
+/// A write's batch, its result and how long its transaction took.
+type Write = JoinHandle<(Batch, Result<Applied, store::Error>, Duration)>;
 
 pub struct Persister {
     store: Arc<Store>,
@@ -135,14 +136,16 @@ impl Persister {
         let store = self.store.clone();
         let runtime = tokio::runtime::Handle::current();
         self.writing = Some(tokio::task::spawn_blocking(move || {
+            // Timed here, not by the event loop: its turn may come later.
+            let started = Instant::now();
             let result = runtime.block_on(store.apply(&batch));
-            (batch, result)
+            (batch, result, started.elapsed())
         }));
     }
 
     /// Waits for the write under way. Cancel-safe: it can lose a `select!` and
     /// be called again.
-    pub async fn written(&mut self) -> (Batch, Result<Applied, store::Error>) {
+    pub async fn written(&mut self) -> (Batch, Result<Applied, store::Error>, Duration) {
         let write = self.writing.as_mut().expect("a write is under way");
         let done = write.await;
         self.writing = None;
@@ -271,7 +274,7 @@ mod tests {
         p.revoke(1);
         assert_eq!(waiting(&p), ["p0-1"]);
 
-        let (batch, result) = p.written().await;
+        let (batch, result, _) = p.written().await;
         let mut stored_with = batch.offsets.clone();
         stored_with.sort();
         assert_eq!(stored_with, [(0, 1), (1, 1)], "its offsets, stored with it");
@@ -284,7 +287,7 @@ mod tests {
         assert_eq!(positions(&o), [(0, 0)]);
 
         p.start(&mut o);
-        let (batch, result) = p.written().await;
+        let (batch, result, _) = p.written().await;
         let (applied, stored) = p.done(batch, result, &mut o).expect("stored");
         assert_eq!(
             (applied.inserted, stored.len()),

@@ -4,6 +4,7 @@
 //! `recv`), the event loop from everything else; one lock keeps the two in step.
 
 use std::{
+    ffi::CString,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -128,6 +129,8 @@ fn commit_list(topic: &str, commits: &[(i32, i64)]) -> TopicPartitionList {
 pub struct Source {
     consumer: StreamConsumer<Context>,
     topic: String,
+    /// The topic for librdkafka's C API (see [`Source::lag`]).
+    topic_c: CString,
     shared: Arc<Mutex<Shared>>,
     confirmed: Arc<Mutex<Vec<(i32, i64)>>>,
     /// Set while fetching is paused, to the assignment count it was paused at.
@@ -182,6 +185,10 @@ impl Source {
         Ok(Source {
             consumer,
             topic: cfg.topic.clone(),
+            topic_c: CString::new(cfg.topic.as_str()).map_err(|_| Error::Subscribe {
+                topic: cfg.topic.clone(),
+                source: KafkaError::Subscription("a topic name holds no NUL byte".into()),
+            })?,
             shared,
             confirmed,
             paused: None,
@@ -225,6 +232,39 @@ impl Source {
         {
             tracing::debug!(partition, error = %e, "seek to stored offset deferred");
         }
+    }
+
+    /// Per assigned partition, how many messages are not finished: the high
+    /// watermark librdkafka last saw in a fetch response, less the position a
+    /// commit would reach. Local, unlike `fetch_watermarks` (a broker round
+    /// trip), and the same on every broker, unlike the statistics' lag (which
+    /// counts from the last commit). A partition counts once it has both: a
+    /// fetch answered and a message received or a stored position. While
+    /// fetching is paused the watermark is that of the last fetch.
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        let positions = self.offsets(|o| o.positions());
+        positions
+            .into_iter()
+            .filter_map(|(p, safe)| {
+                let (mut low, mut high) = (-1i64, -1i64);
+                // SAFETY: the client pointer lives as long as `self.consumer`;
+                // the topic is a NUL-terminated string that outlives the call;
+                // librdkafka only writes the two offsets.
+                let err = unsafe {
+                    rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                        self.consumer.client().native_ptr(),
+                        self.topic_c.as_ptr(),
+                        p,
+                        &mut low,
+                        &mut high,
+                    )
+                };
+                // An offset not known yet is RD_KAFKA_OFFSET_INVALID (-1001).
+                (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    && high >= 0)
+                    .then(|| (p, (high - safe).max(0)))
+            })
+            .collect()
     }
 
     /// Whether every assigned partition is read to its end (asks the broker).

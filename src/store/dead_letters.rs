@@ -110,6 +110,9 @@ pub struct Selection {
     /// Text the reason (or its normalised form) contains.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// One group of `reasons`: the normalised reason, exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// Dead-lettered at or after (ms since the epoch).
@@ -390,6 +393,9 @@ fn conditions<'a, C: Conn>(s: &'a Selection, values: &mut Vec<P<'a>>) -> Vec<Str
             "({f}(reason, {p}) > 0 OR {f}(reason_key, {p}) > 0)",
             f = C::INSTR
         ));
+    }
+    if let Some(g) = &s.group {
+        conds.push(format!("reason_key = {}", param(values, P::T(g))));
     }
     if let Some(p) = &s.product {
         conds.push(format!("product = {}", param(values, P::T(p))));

@@ -9,6 +9,7 @@
 //! messages with the same order id are two orders: both are kept, and a lookup
 //! by id shows both. Design and measurements: docs/store.md.
 
+pub mod audit;
 pub mod dead_letters;
 mod postgres;
 mod read;
@@ -451,6 +452,53 @@ impl Store {
         on_conn!(self, write, |c| dead_letters::claim(
             c, job, owner, seen, now_ms
         ))
+    }
+}
+
+/// The web console's audit log and dashboard.
+impl Store {
+    pub async fn audit(
+        &self,
+        at_ms: i64,
+        principal: &str,
+        (action, target): (&str, &str),
+        detail: &str,
+    ) -> Result<(), Error> {
+        on_conn!(self, write, |c| audit::record(
+            c,
+            at_ms,
+            principal,
+            (action, target),
+            detail
+        ))
+    }
+
+    pub async fn audit_log(
+        &self,
+        target: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<audit::AuditEntry>, Error> {
+        on_conn!(self, read, |c| audit::list(c, target, limit))
+    }
+
+    /// Orders finished since `since_ms`, per `bucket_ms`: (bucket start,
+    /// processed, dead-lettered), oldest first; buckets with none are absent.
+    pub async fn throughput(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, Error> {
+        on_conn!(self, read, |c| read::throughput(c, since_ms, bucket_ms))
+    }
+
+    /// How many stored orders were dead-lettered.
+    pub async fn dead_lettered(&self) -> Result<i64, Error> {
+        on_conn!(self, read, |c| read::dead_lettered(c))
+    }
+
+    /// When the newest stored order finished.
+    pub async fn last_processed_ms(&self) -> Result<Option<i64>, Error> {
+        on_conn!(self, read, |c| read::last_processed_ms(c))
     }
 }
 

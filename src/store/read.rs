@@ -54,6 +54,52 @@ pub async fn aggregates(c: &mut impl Conn) -> Result<Aggregates, Error> {
     Ok(a)
 }
 
+/// Two counts by bucket, each read from an index alone (`orders_by_time` and
+/// the partial one of failures), not from the orders' rows.
+pub async fn throughput(
+    c: &mut impl Conn,
+    since_ms: i64,
+    bucket_ms: i64,
+) -> Result<Vec<(i64, i64, i64)>, Error> {
+    let mut by_bucket = std::collections::BTreeMap::<i64, (i64, i64)>::new();
+    for (dead, filter) in [(false, ""), (true, "status = 'dlq' AND ")] {
+        let rows = c
+            .rows(
+                &format!(
+                    "SELECT processed_ms / $2 AS bucket, count(*) FROM orders
+                    WHERE {filter}processed_ms >= $1 GROUP BY bucket"
+                ),
+                &[P::I(since_ms), P::I(bucket_ms)],
+            )
+            .await?;
+        for r in rows {
+            let e = by_bucket.entry(r[0].i()? * bucket_ms).or_default();
+            if dead {
+                e.1 = r[1].i()?;
+            } else {
+                e.0 = r[1].i()?;
+            }
+        }
+    }
+    Ok(by_bucket
+        .into_iter()
+        .map(|(b, (all, dead))| (b, all - dead, dead))
+        .collect())
+}
+
+pub async fn dead_lettered(c: &mut impl Conn) -> Result<i64, Error> {
+    // The partial index of failures serves it.
+    let rows = c
+        .rows("SELECT count(*) FROM orders WHERE status = 'dlq'", &[])
+        .await?;
+    rows[0][0].i()
+}
+
+pub async fn last_processed_ms(c: &mut impl Conn) -> Result<Option<i64>, Error> {
+    let rows = c.rows("SELECT max(processed_ms) FROM orders", &[]).await?;
+    rows[0][0].oi()
+}
+
 const ORDER_COLUMNS: &str = "seq, order_id, user_name, product, quantity, price, status,
     attempts, last_error, source_topic, source_partition, source_offset, produced_ms,
     processed_ms, received_ms";

@@ -258,6 +258,19 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (job_id, dead_letter_id)
     )",
     ),
+    // The web console's audit log.
+    (
+        7,
+        "CREATE TABLE audit_log (
+        id {SEQ_PK},
+        at_ms BIGINT NOT NULL,
+        principal TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_target ON audit_log (target, id)",
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =

@@ -345,7 +345,7 @@ pub fn recorder(log: &Log) -> Box<dyn processor::Observer> {
                 attempts: *attempts,
                 at: Instant::now(),
             },
-            Event::Stored { .. } => return,
+            Event::Stored { .. } | Event::Backlog { .. } => return,
         };
         log.lock().unwrap().push(seen);
     })

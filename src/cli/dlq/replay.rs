@@ -8,11 +8,10 @@ use super::{CatchUp, engine, json_lines, triage::SelectionArgs};
 use crate::{
     cli::{
         args::{Connection, StoreArgs},
-        orders::time,
         process::SummaryFormat,
     },
-    console::Console,
-    dlq::redrive::{Redrive, Request, os_user},
+    console::{Console, time},
+    dlq::redrive::{Redrive, Request, check_rate, os_user},
     shutdown,
     store::dead_letters::{JobRow, JobState, LetterState},
 };
@@ -27,7 +26,7 @@ pub struct ReplayArgs {
     /// At most this many dead letters, the oldest first
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: Option<i64>,
-    /// Orders per second at most
+    /// Orders per second at most (0.1 to 1,000,000)
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Send every order to this topic instead of the one it came from
@@ -52,10 +51,10 @@ pub struct ReplayArgs {
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("{s:?} is no rate: give orders per second above 0")),
-    }
+    let r = s
+        .parse::<f64>()
+        .map_err(|_| format!("{s:?} is no rate: give orders per second"))?;
+    check_rate(r)
 }
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {

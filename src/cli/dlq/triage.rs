@@ -4,11 +4,8 @@ use clap::Args;
 
 use super::{CatchUp, engine, json_lines};
 use crate::{
-    cli::{
-        args::{Connection, StoreArgs},
-        orders::{parse_time, time},
-    },
-    console::Console,
+    cli::args::{Connection, StoreArgs},
+    console::{Console, parse_time, time},
     store::dead_letters::{LetterState, Selection, StoredLetter},
 };
 
@@ -32,6 +29,7 @@ impl SelectionArgs {
     pub fn selection(&self, state: Option<LetterState>, ids: Vec<String>) -> Selection {
         Selection {
             reason: self.reason.clone(),
+            group: None,
             product: self.product.clone(),
             since_ms: self.since,
             until_ms: self.until,
