@@ -1,5 +1,6 @@
 //! Prometheus metrics: the processor's counts, latencies and backlog, and the
-//! build, served as OpenMetrics text on `GET /metrics`.
+//! build, served on `GET /metrics` as OpenMetrics text or, to a client that
+//! does not ask for that, the classic text format.
 //!
 //! Names follow Prometheus' conventions: one `orderflow_` prefix, base units
 //! (seconds), counters ending in `_total` (prometheus-client appends it), and
@@ -31,9 +32,75 @@ use crate::{
     processor::{Event, Observer, Times},
 };
 
-/// What `GET /metrics` answers with: the OpenMetrics text format, which
-/// Prometheus asks for first and which prometheus-client writes.
+/// What `GET /metrics` answers a client that asks for it (Prometheus does):
+/// the OpenMetrics text format, which prometheus-client writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// What it answers anyone else (curl, promtool, most parsers): the classic text format.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The answer to `GET /metrics`: OpenMetrics when the `Accept` header names
+/// it, else the classic text format.
+pub fn respond(headers: &header::HeaderMap, openmetrics: String) -> axum::response::Response {
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], openmetrics).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, CLASSIC_CONTENT_TYPE)],
+            to_classic(&openmetrics),
+        )
+            .into_response()
+    }
+}
+
+/// OpenMetrics text as the classic format (0.0.4) has it: a counter's family
+/// is named with its `_total`, an info metric is a gauge named `_info`, and
+/// there are no `# UNIT` or `# EOF` lines. Samples are the same in both.
+pub fn to_classic(openmetrics: &str) -> String {
+    let mut types = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            types.insert(name, kind);
+        }
+    }
+    let classic_name = |name: &str| match types.get(name) {
+        Some(&"counter") => format!("{name}_total"),
+        Some(&"info") => format!("{name}_info"),
+        _ => name.to_string(),
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# EOF") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            let kind = match kind {
+                "info" => "gauge",
+                "unknown" => "untyped",
+                k => k,
+            };
+            out.push_str(&format!("# TYPE {} {kind}\n", classic_name(name)));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ")
+            && let Some((name, help)) = rest.split_once(' ')
+        {
+            out.push_str(&format!("# HELP {} {help}\n", classic_name(name)));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FormatLabel {
@@ -346,8 +413,11 @@ impl Observer for MetricsObserver {
     }
 }
 
-async fn metrics_handler<M: Exposition>(State(metrics): State<Arc<M>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode())
+async fn metrics_handler<M: Exposition>(
+    State(metrics): State<Arc<M>>,
+    headers: header::HeaderMap,
+) -> impl IntoResponse {
+    respond(&headers, metrics.encode())
 }
 
 /// The metrics endpoint: `GET /metrics` and `GET /healthz` (200 "ok"), until
@@ -404,6 +474,32 @@ pub enum Error {
 mod tests {
     use super::*;
     use crate::order::random_order;
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples() {
+        let metrics = Metrics::new();
+        let classic = to_classic(&metrics.encode());
+        for line in [
+            "# TYPE orderflow_orders_processed_total counter",
+            "orderflow_orders_processed_total{format=\"avro\"} 0",
+            "# TYPE orderflow_build_info gauge",
+            "# TYPE orderflow_order_end_to_end_seconds histogram",
+            "# TYPE orderflow_retries_waiting gauge",
+        ] {
+            assert!(
+                classic.lines().any(|l| l == line),
+                "{line:?} in:\n{classic}"
+            );
+        }
+        assert!(
+            classic
+                .lines()
+                .filter(|l| l.starts_with("# HELP orderflow_orders_processed"))
+                .all(|l| l.starts_with("# HELP orderflow_orders_processed_total ")),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
+    }
 
     fn times() -> Times {
         Times {

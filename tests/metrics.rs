@@ -1,6 +1,6 @@
-//! `orderflow process --metrics-listen`: `/metrics` is strict Prometheus
-//! (OpenMetrics) text, and its counters, histograms and gauges match what the
-//! run did, on each broker.
+//! `orderflow process --metrics-listen`: `/metrics` is strict Prometheus text
+//! (OpenMetrics when asked for, else the classic format), and its counters,
+//! histograms and gauges match what the run did, on each broker.
 
 mod common;
 
@@ -58,14 +58,24 @@ impl Scrape {
     }
 }
 
-/// Suffixes a family's samples may add to its name, by type (OpenMetrics).
-fn suffixes(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "counter" => &["_total", "_created"],
-        "histogram" => &["_bucket", "_count", "_sum", "_created"],
-        "info" => &["_info"],
-        "gauge" | "unknown" => &[""],
-        other => panic!("unexpected metric type {other}"),
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    /// What Prometheus asks for (`Accept: application/openmetrics-text`).
+    OpenMetrics,
+    /// The classic 0.0.4 format, for everyone else.
+    Classic,
+}
+
+/// Suffixes a family's samples may add to its name, by type.
+fn suffixes(format: Format, kind: &str) -> &'static [&'static str] {
+    match (format, kind) {
+        (Format::OpenMetrics, "counter") => &["_total", "_created"],
+        (_, "histogram") => &["_bucket", "_count", "_sum", "_created"],
+        (Format::OpenMetrics, "info") => &["_info"],
+        (Format::OpenMetrics, "gauge" | "unknown") => &[""],
+        (Format::Classic, "counter" | "gauge" | "untyped") => &[""],
+        other => panic!("unexpected metric type {other:?}"),
     }
 }
 
@@ -111,14 +121,17 @@ fn parse_labels(s: &str) -> (Vec<(String, String)>, &str) {
 }
 
 /// A strict parser of the text exposition: every line a comment (`# TYPE`,
-/// `# HELP`, `# UNIT`, the final `# EOF`) or `name{labels} value`, and every
-/// sample of a family announced by `# TYPE` before it.
-fn parse(text: &str) -> Scrape {
+/// `# HELP`; in OpenMetrics also `# UNIT` and the final `# EOF`) or
+/// `name{labels} value`, and every sample of a family announced by `# TYPE`
+/// before it.
+fn parse(text: &str, format: Format) -> Scrape {
     let mut types: HashMap<String, String> = HashMap::new();
     let mut samples = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.last(), Some(&"# EOF"), "ends with # EOF");
-    for line in &lines[..lines.len() - 1] {
+    let mut lines: Vec<&str> = text.lines().collect();
+    if format == Format::OpenMetrics {
+        assert_eq!(lines.pop(), Some("# EOF"), "ends with # EOF");
+    }
+    for line in &lines {
         if let Some(comment) = line.strip_prefix("# ") {
             let mut parts = comment.splitn(3, ' ');
             let (what, name, rest) = (parts.next(), parts.next(), parts.next());
@@ -127,13 +140,14 @@ fn parse(text: &str) -> Scrape {
             match what {
                 Some("TYPE") => {
                     let kind = rest.expect("a type");
-                    suffixes(kind);
+                    suffixes(format, kind);
                     assert!(
                         types.insert(name.to_string(), kind.to_string()).is_none(),
                         "one TYPE per family: {line:?}"
                     );
                 }
-                Some("HELP" | "UNIT") => {}
+                Some("HELP") => {}
+                Some("UNIT") if format == Format::OpenMetrics => {}
                 _ => panic!("unexpected comment {line:?}"),
             }
             continue;
@@ -159,7 +173,7 @@ fn parse(text: &str) -> Scrape {
             v => v.parse().unwrap_or_else(|_| panic!("a number: {line:?}")),
         };
         let family = types.iter().find(|(f, kind)| {
-            suffixes(kind)
+            suffixes(format, kind)
                 .iter()
                 .any(|suffix| name.strip_suffix(suffix) == Some(f.as_str()))
         });
@@ -174,12 +188,20 @@ fn parse(text: &str) -> Scrape {
 }
 
 /// A GET over plain HTTP/1.1: the status, the content type and the body.
-async fn get(addr: &str, path: &str) -> (u16, String, String) {
+/// OpenMetrics asks for that format as Prometheus does.
+async fn get(addr: &str, path: &str, format: Format) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("metrics endpoint reachable");
+    let accept = match format {
+        Format::OpenMetrics => {
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+        }
+        Format::Classic => "",
+    };
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
@@ -251,20 +273,20 @@ async fn metrics_match_the_run(broker: Broker) {
         .expect("the address in the log")
         .to_string();
 
-    let (status, _, body) = get(&addr, "/healthz").await;
+    let (status, _, body) = get(&addr, "/healthz", Format::Classic).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
 
     // Until everything is finished and stored, and the backlog gauges (set on
     // every commit tick) say so.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let scrape = loop {
-        let (status, content_type, body) = get(&addr, "/metrics").await;
+        let (status, content_type, body) = get(&addr, "/metrics", Format::OpenMetrics).await;
         assert_eq!(status, 200);
         assert!(
             content_type.starts_with("application/openmetrics-text"),
             "{content_type}"
         );
-        let scrape = parse(&body);
+        let scrape = parse(&body, Format::OpenMetrics);
         let sum = |name: &str| scrape.all(name).iter().map(|s| s.value).sum::<f64>();
         let finished =
             sum("orderflow_orders_processed_total") + sum("orderflow_orders_dead_lettered_total");
@@ -402,6 +424,31 @@ async fn metrics_match_the_run(broker: Broker) {
                 s.name
             );
         }
+    }
+
+    // Without asking for OpenMetrics (curl, promtool, most parsers), the
+    // classic format: counters typed under their `_total` names, the build as
+    // a gauge, and the same counter values.
+    let (status, content_type, body) = get(&addr, "/metrics", Format::Classic).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let classic = parse(&body, Format::Classic);
+    assert_eq!(classic.types["orderflow_orders_processed_total"], "counter");
+    assert_eq!(classic.types["orderflow_build_info"], "gauge");
+    assert_eq!(
+        classic.types["orderflow_order_end_to_end_seconds"],
+        "histogram"
+    );
+    for s in scrape.samples.iter().filter(|s| s.name.ends_with("_total")) {
+        let labels: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(classic.value(&s.name, &labels), s.value, "{s:?}");
     }
 
     let status = child.terminate();

@@ -193,11 +193,8 @@ async fn security_headers(mut r: Response) -> Response {
 }
 
 /// The console's metrics, on its own port too (like `/healthz`, without sign-in).
-async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        crate::metrics::Exposition::encode(&*app),
-    )
+async fn metrics_text(State(app): State<Arc<App>>, headers: header::HeaderMap) -> Response {
+    crate::metrics::respond(&headers, crate::metrics::Exposition::encode(&*app))
 }
 
 async fn css() -> impl IntoResponse {
