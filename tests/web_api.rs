@@ -601,7 +601,16 @@ async fn sign_in_roles_and_csrf() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
 
-    // Signing out ends the session.
+    // Signing out ends the session, and the live streams it had open.
+    let stream = {
+        let (addr, cookie) = (c.addr.clone(), cookie.clone());
+        tokio::spawn(async move {
+            let head = [("cookie".to_string(), cookie)];
+            http1(&addr, "GET", "/events/dashboard", &head, "").await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!stream.is_finished(), "the stream is open while signed in");
     let r = c
         .call(
             "DELETE",
@@ -612,6 +621,14 @@ async fn sign_in_roles_and_csrf() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    let streamed = within(30, stream)
+        .await
+        .expect("the stream ends after sign-out");
+    assert_eq!(streamed.status, StatusCode::OK);
+    assert!(
+        !streamed.text.contains("data:"),
+        "nothing sent after sign-out: {streamed:?}"
+    );
     assert!(r.header("set-cookie").contains("Max-Age=0"));
     c.get("/api/v1/session", cookie_auth)
         .await
@@ -1379,6 +1396,22 @@ async fn every_route_answers_as_documented(broker: Broker) {
                 );
             }
         }
+    }
+
+    // The console's own metrics, served without signing in: the two orders
+    // placed above (the route check's empty order was refused).
+    let r = c.get("/metrics", Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(
+        r.header("content-type")
+            .starts_with("text/plain; version=0.0.4"),
+        "{r:?}"
+    );
+    for line in [
+        "orderflow_console_orders_placed_total 2",
+        "# TYPE orderflow_console_requests_total counter",
+    ] {
+        assert!(r.text.lines().any(|l| l == line), "{line} in {}", r.text);
     }
 
     c.stop().await;

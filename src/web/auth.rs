@@ -333,6 +333,12 @@ impl Sessions {
         Some(who.clone())
     }
 
+    /// Whether the session is still open (without extending it).
+    pub fn alive(&self, id: &str) -> bool {
+        let map = self.map.lock().expect("sessions lock");
+        map.get(id).is_some_and(|(_, at)| at.elapsed() < self.ttl)
+    }
+
     /// Sessions not yet expired.
     pub fn active(&self) -> usize {
         let now = Instant::now();

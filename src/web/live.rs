@@ -7,6 +7,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 use axum::{
     Extension, Router,
     extract::{Path, State},
+    http::HeaderMap,
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -15,7 +16,12 @@ use axum::{
 };
 use futures::{Stream, StreamExt as _, stream};
 
-use super::{App, auth::Principal, error::ApiError, ops, pages};
+use super::{
+    App,
+    auth::{self, Principal},
+    error::ApiError,
+    ops, pages,
+};
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -29,11 +35,27 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// How long a page waits for an order before it gives up.
 const FOLLOW_FOR: Duration = Duration::from_secs(600);
 
+/// The session a cookie-borne stream belongs to (a bearer token has none).
+fn session(who: &Principal, headers: &HeaderMap) -> Option<String> {
+    who.by_cookie
+        .then(|| auth::session_id(headers).map(str::to_string))
+        .flatten()
+}
+
 /// Every stream ends when the console stops, so that stopping does not wait
-/// for open pages.
-fn sse(app: &App, s: impl Stream<Item = Event> + Send + 'static) -> Response {
+/// for open pages, and a cookie-borne one when its session does (sign-out,
+/// expiry), looked at before each event: the browser's reconnect then gets a 401.
+fn sse(
+    app: &Arc<App>,
+    session: Option<String>,
+    s: impl Stream<Item = Event> + Send + 'static,
+) -> Response {
     let stop = app.shutdown.clone().cancelled_owned();
-    Sse::new(s.take_until(stop).map(Ok::<_, Infallible>))
+    let app = app.clone();
+    let open = move |_: &Event| {
+        std::future::ready(session.as_deref().is_none_or(|id| app.sessions.alive(id)))
+    };
+    Sse::new(s.take_while(open).take_until(stop).map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -51,9 +73,14 @@ fn failed_done(e: &ApiError) -> Event {
     failed(e).event("done")
 }
 
-async fn dashboard(State(app): State<Arc<App>>) -> Response {
+async fn dashboard(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
     sse(
         &app.clone(),
+        session(&who, &headers),
         stream::unfold(app, |app| async move {
             tokio::time::sleep(DASHBOARD_EVERY).await;
             let event = match app.dashboard().await {
@@ -66,10 +93,16 @@ async fn dashboard(State(app): State<Arc<App>>) -> Response {
 }
 
 /// Follows an order until the processor has stored it.
-async fn order(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+async fn order(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let until = tokio::time::Instant::now() + FOLLOW_FOR;
     sse(
         &app.clone(),
+        session(&who, &headers),
         stream::unfold(Some(app), move |app| {
             let id = id.clone();
             async move {
@@ -103,6 +136,7 @@ async fn order(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
 async fn replay(
     State(app): State<Arc<App>>,
     Extension(who): Extension<Principal>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let id = match pages::job_id(&id) {
@@ -111,6 +145,7 @@ async fn replay(
     };
     sse(
         &app.clone(),
+        session(&who, &headers),
         stream::unfold(Some(app), move |app| {
             let who = who.clone();
             async move {
