@@ -8,10 +8,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     broker::EmbeddedBroker,
     cli::demo::DemoArgs,
+    codec::confluent::Schemas,
     console::Console,
     dlq,
     processor::{self, Processor, backoff::Backoff},
     producer::{self, WireFormat},
+    registry::{self, client::Client},
     shutdown,
     simulated::Simulated,
     web::{
@@ -56,6 +58,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate: (args.rate > 0.0).then_some(args.rate),
         count: args.count,
         format: WireFormat::Avro,
+        confluent: None,
         ids: crate::order::Ids::default(),
     };
     let producer_task = {
@@ -80,6 +83,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         max: std::time::Duration::from_secs(2),
     };
     let store = args.store.open().await?;
+    if let Some(store) = &store
+        && let Some(url) = registry(&args, store.clone(), stop.clone()).await?
+    {
+        pcfg.schemas = Arc::new(Schemas::new(Some(Client::new(&url)?)));
+    }
     let pout = Console::prefixed("processor");
     let mut processor = Processor::new(
         pcfg,
@@ -140,6 +148,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     drop(broker);
     Ok(())
+}
+
+/// Starts the schema registry beside the pipeline, over the demo's store: its
+/// URL, or `None` when it is off or cannot listen (the demo runs without it).
+async fn registry(
+    args: &DemoArgs,
+    store: Arc<crate::store::Store>,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<String>> {
+    if args.registry_listen == "off" {
+        return Ok(None);
+    }
+    let out = Console::prefixed("registry");
+    let listener = match tokio::net::TcpListener::bind(&args.registry_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            out.line(format_args!(
+                "cannot listen on {} ({e}): the demo runs without the schema registry (--registry-listen picks another address)",
+                args.registry_listen
+            ));
+            return Ok(None);
+        }
+    };
+    let url = format!("http://{}", listener.local_addr()?);
+    out.line(format_args!(
+        "schema registry on {url}/ (orderflow produce --format confluent --schema-registry-url {url})"
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = registry::http::run(listener, registry::Registry::new(store), stop).await {
+            tracing::error!(error = %e, "the schema registry stopped");
+        }
+    });
+    Ok(Some(url))
 }
 
 /// Starts the web console beside the pipeline, with the users file's users or

@@ -3,6 +3,7 @@
 //! Data flow: [`producer`] writes orders ([`codec`]) to the `orders` topic;
 //! [`processor`] decodes, validates, handles and aggregates them, retrying transient
 //! failures and sending what cannot succeed to the dead-letter topic ([`dlq`]).
+//! [`registry`] is a Confluent-compatible schema registry for the Confluent wire format.
 //! [`broker`] embeds a Kafka-compatible broker for demos and tests.
 
 pub mod aggregate;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod order;
 pub mod processor;
 pub mod producer;
+pub mod registry;
 pub mod resources;
 pub mod shutdown;
 pub mod simulated;

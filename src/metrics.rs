@@ -128,7 +128,12 @@ struct VersionLabel {
     version: &'static str,
 }
 
-const FORMATS: [Format; 3] = [Format::Avro, Format::Json, Format::SeedAvro];
+const FORMATS: [Format; 4] = [
+    Format::Avro,
+    Format::Json,
+    Format::SeedAvro,
+    Format::Confluent,
+];
 const KINDS: [ErrorKind; 2] = [ErrorKind::Transient, ErrorKind::Permanent];
 
 fn format_name(f: Format) -> &'static str {
@@ -136,6 +141,7 @@ fn format_name(f: Format) -> &'static str {
         Format::Avro => "avro",
         Format::Json => "json",
         Format::SeedAvro => "seed-avro",
+        Format::Confluent => "confluent",
     }
 }
 
@@ -144,6 +150,7 @@ fn format_index(f: Format) -> usize {
         Format::Avro => 0,
         Format::Json => 1,
         Format::SeedAvro => 2,
+        Format::Confluent => 3,
     }
 }
 
@@ -191,7 +198,7 @@ impl ByOutcome {
 /// The registry and the handles the processor's events update.
 pub struct Metrics {
     registry: Registry,
-    processed: [Counter; 3],
+    processed: [Counter; 4],
     attempts_failed: [Counter; 2],
     dead_lettered: [Counter; 2],
     end_to_end: ByOutcome,

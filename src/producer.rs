@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    codec::{avro, json},
+    codec::{avro, confluent, json},
     console::Console,
     kafka::{self, KafkaConfig},
     order::{Ids, Order},
@@ -33,6 +33,9 @@ pub enum WireFormat {
     Json,
     /// seed-003's raw Avro datum (`orderId`, `product`, `price`), no framing.
     SeedAvro,
+    /// Confluent's framing (zero byte, schema id, Avro datum) under a schema
+    /// registered in a schema registry.
+    Confluent,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct Config {
     pub rate: Option<f64>,
     pub count: Option<u64>,
     pub format: WireFormat,
+    /// For [`WireFormat::Confluent`]: the registered schema orders are written with.
+    pub confluent: Option<confluent::Writer>,
     pub ids: Ids,
 }
 
@@ -61,6 +66,10 @@ pub enum Error {
     #[error(transparent)]
     Kafka(#[from] kafka::Error),
     #[error(
+        "the Confluent format needs a schema registered in a schema registry: give --schema-registry-url"
+    )]
+    NoSchema,
+    #[error(
         "{failed} of {sent} orders were not delivered (first error: {first}); check the broker and topic {topic}"
     )]
     Undelivered {
@@ -77,11 +86,16 @@ pub struct Report {
     pub delivered: u64,
 }
 
-pub fn encode(format: WireFormat, writer: &avro::Writer, order: &Order) -> Vec<u8> {
-    match format {
-        WireFormat::Avro => writer.encode(order),
-        WireFormat::Json => json::encode(order),
-        WireFormat::SeedAvro => avro::encode_seed_datum(order),
+/// The bytes of `order` in the configured format.
+fn encode(cfg: &Config, writer: &avro::Writer, order: &Order) -> Vec<u8> {
+    match (cfg.format, &cfg.confluent) {
+        (WireFormat::Avro, _) => writer.encode(order),
+        (WireFormat::Json, _) => json::encode(order),
+        (WireFormat::SeedAvro, _) => avro::encode_seed_datum(order),
+        (WireFormat::Confluent, Some(w)) => w
+            .encode(order)
+            .expect("confluent::Writer::new checked that the schema carries orders"),
+        (WireFormat::Confluent, None) => unreachable!("run refuses Confluent without a schema"),
     }
 }
 
@@ -136,6 +150,9 @@ pub async fn run(
     output: Output,
     shutdown: CancellationToken,
 ) -> Result<Report, Error> {
+    if cfg.format == WireFormat::Confluent && cfg.confluent.is_none() {
+        return Err(Error::NoSchema);
+    }
     let bar = matches!(output, Output::Progress).then(|| progress_bar(cfg.count.unwrap_or(0)));
     let deliveries = Deliveries {
         output,
@@ -159,7 +176,7 @@ pub async fn run(
             }
         }
         let order = cfg.ids.random_order();
-        let payload = encode(cfg.format, &writer, &order);
+        let payload = encode(cfg, &writer, &order);
         if let Output::Lines(out) = &ctx.output {
             out.line(format_args!(
                 "Produced: {}",
@@ -222,7 +239,9 @@ fn describe(format: WireFormat, order: &Order, payload: &[u8]) -> String {
             "orderId": order.order_id, "product": order.product, "price": order.price,
         })
         .to_string(),
-        WireFormat::Avro => serde_json::to_string(order).expect("orders serialize"),
+        WireFormat::Avro | WireFormat::Confluent => {
+            serde_json::to_string(order).expect("orders serialize")
+        }
     }
 }
 

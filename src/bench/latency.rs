@@ -102,6 +102,7 @@ pub async fn measure(s: Setup<'_>) -> Result<Latency, Error> {
         rate: Some(s.rate),
         count: Some(warm_up + s.orders),
         format: WireFormat::Avro,
+        confluent: None,
         ids: crate::order::Ids::default(),
     };
     producer::run(&produce, producer::Output::Quiet, CancellationToken::new()).await?;

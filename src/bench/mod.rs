@@ -20,8 +20,7 @@ use crate::{
     kafka::{self, KafkaConfig},
     order::{PRICE_CENTS, random_order},
     processor::{self, Summary},
-    producer::{self, WireFormat},
-    store,
+    producer, store,
 };
 pub use table::Table;
 
@@ -170,7 +169,7 @@ fn encoded_orders(n: u64) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|_| {
             let o = random_order();
-            let payload = producer::encode(WireFormat::Avro, &writer, &o);
+            let payload = writer.encode(&o);
             (o.order_id, payload)
         })
         .collect()

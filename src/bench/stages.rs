@@ -155,6 +155,7 @@ pub async fn producing(b: &Bench<'_>) -> Result<Producing, Error> {
                 rate: None,
                 count: Some(n),
                 format: WireFormat::Avro,
+                confluent: None,
                 ids: crate::order::Ids::default(),
             },
             producer::Output::Quiet,

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     kafka::{KafkaConfig, parse_override},
+    registry::client::Client,
     store::Store,
 };
 
@@ -101,7 +102,7 @@ impl StoreArgs {
     }
 
     /// For the commands that only read the store, which are useless without one.
-    pub(super) async fn open_required(&self) -> anyhow::Result<Arc<Store>> {
+    pub(crate) async fn open_required(&self) -> anyhow::Result<Arc<Store>> {
         self.open()
             .await?
             .context("--store none: there is no store to read")
@@ -116,4 +117,28 @@ pub(super) fn drain_token(now: bool) -> CancellationToken {
         t.cancel();
     }
     t
+}
+
+/// Where the schemas of Confluent-framed orders are registered.
+#[derive(Debug, Args, Clone)]
+pub struct SchemaRegistryArgs {
+    /// Confluent-compatible schema registry, http[s]://[USER:PASSWORD@]HOST:PORT[/PATH]
+    /// (basic auth from the user info) [default: none]
+    #[arg(
+        long,
+        env = "ORDERFLOW_SCHEMA_REGISTRY_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub schema_registry_url: Option<String>,
+}
+
+impl SchemaRegistryArgs {
+    pub fn client(&self) -> anyhow::Result<Option<Client>> {
+        Ok(self
+            .schema_registry_url
+            .as_deref()
+            .map(Client::new)
+            .transpose()?)
+    }
 }

@@ -36,6 +36,14 @@ pub struct DemoArgs {
         default_value = "127.0.0.1:8080"
     )]
     pub console_listen: String,
+    /// Address of the schema registry, for producers of Confluent-framed orders
+    /// (`off`: none)
+    #[arg(
+        long,
+        env = "ORDERFLOW_REGISTRY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub registry_listen: String,
     /// The console's users; with none, the demo makes an operator `demo` with a
     /// password it prints
     #[command(flatten)]

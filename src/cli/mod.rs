@@ -15,6 +15,7 @@ mod kafka;
 mod orders;
 mod process;
 mod produce;
+mod registry;
 pub(crate) mod serve;
 mod stats;
 mod topics;
@@ -57,6 +58,8 @@ pub enum Command {
     /// Broker, topics, producer, processor and DLQ consumer in one process
     #[cfg(feature = "embedded-broker")]
     Demo(demo::DemoArgs),
+    /// The Confluent-compatible schema registry, kept in the order store
+    Registry(registry::RegistryArgs),
     /// The web console and its JSON API (sign-in required; see `users`)
     Serve(Box<serve::ServeArgs>),
     /// The console's users and roles
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::run(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Demo(args) => demo::run(args).await,
+        Command::Registry(args) => registry::run(args).await,
         Command::Serve(args) => serve::run(*args).await,
         Command::Users(command) => users::run(command),
         Command::Orders(command) => orders::run(command).await,

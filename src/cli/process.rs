@@ -4,8 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use clap::Args;
 
-use super::args::{Connection, StoreArgs, drain_token};
+use super::args::{Connection, SchemaRegistryArgs, StoreArgs, drain_token};
 use crate::{
+    codec::confluent::Schemas,
     console::Console,
     metrics::{self, Metrics},
     processor::{self, Processor, backoff::Backoff},
@@ -42,6 +43,8 @@ pub struct ProcessArgs {
     pub summary: SummaryFormat,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub registry: SchemaRegistryArgs,
     /// Keep the store's history to this window, e.g. 90d: older orders are pruned
     /// at start and every 10 minutes (the aggregates keep them)
     #[arg(long, env = "ORDERFLOW_RETENTION", value_parser = humantime::parse_duration)]
@@ -103,6 +106,7 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<()> {
     cfg.backoff = args.retry.backoff()?;
     cfg.max_in_flight = args.max_in_flight;
     cfg.membership = args.instance_id;
+    cfg.schemas = Arc::new(Schemas::new(args.registry.client()?));
     // Bound before anything connects: a taken port fails the start, not later.
     let metrics_listener = match &args.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),

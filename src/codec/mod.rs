@@ -1,10 +1,15 @@
 //! Wire formats. Every message is recognised from its own bytes, so one topic can
-//! carry seed-003 raw Avro, our single-object Avro and seed-000 JSON at once.
+//! carry seed-003 raw Avro, our single-object Avro, Confluent's framing and
+//! seed-000 JSON at once.
 
 pub mod avro;
+pub mod confluent;
 pub mod json;
 
+use std::sync::Arc;
+
 use crate::order::Order;
+use confluent::{SchemaError, Schemas};
 
 /// The format a message was recognised as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +20,8 @@ pub enum Format {
     Avro,
     /// seed-000's JSON.
     Json,
+    /// Confluent's wire format: zero byte, schema id, Avro datum.
+    Confluent,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,27 +32,54 @@ pub enum DecodeError {
     Avro(#[source] avro::AvroError),
     #[error("JSON order: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("neither JSON, single-object Avro nor a seed Avro datum ({0})")]
+    #[error("neither JSON, single-object Avro, Confluent framing nor a seed Avro datum ({0})")]
     Unrecognised(#[source] avro::AvroError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("Confluent-framed Avro with schema id {0}: {1}")]
+    Confluent(u32, #[source] avro::AvroError),
 }
 
 /// Recognises and decodes orders in any supported format.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Decoder {
     registry: avro::Registry,
+    schemas: Arc<Schemas>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(avro::Registry::new(), Arc::new(Schemas::new(None)))
+    }
 }
 
 impl Decoder {
-    pub fn new(registry: avro::Registry) -> Self {
-        Decoder { registry }
+    pub fn new(registry: avro::Registry, schemas: Arc<Schemas>) -> Self {
+        Decoder { registry, schemas }
+    }
+
+    /// The writer schemas of Confluent-framed messages: [`Schemas::prepare`]
+    /// fetches what a message needs before [`Decoder::decode`] reads it.
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.schemas
     }
 
     /// Detection cannot be fooled by a seed datum: its first byte is the zig-zag
     /// length of the order id, and both `{` (0x7B) and the single-object marker
-    /// (0xC3 0x01) decode to negative lengths, which no valid datum has.
+    /// (0xC3 0x01) decode to negative lengths, which no valid datum has. The
+    /// Confluent zero byte is the length of an empty order id, which no valid
+    /// order has either.
     pub fn decode(&self, bytes: &[u8]) -> Result<(Order, Format), DecodeError> {
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
+        }
+        if let Some((id, datum)) = confluent::split(bytes) {
+            return self
+                .schemas
+                .plan(id)?
+                .decode(datum)
+                .map(|o| (o, Format::Confluent))
+                .map_err(|e| DecodeError::Confluent(id, e));
         }
         if bytes.starts_with(&avro::SINGLE_OBJECT_MARKER) {
             return self

@@ -2,10 +2,16 @@
 //! retry after a backoff, or dead-letter). No Kafka in here: the event loop
 //! carries the outcome out.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::{Failure, Handler, backoff::Backoff, keys::Job};
-use crate::{codec::Decoder, dlq::record::ErrorKind};
+use crate::{
+    codec::{
+        DecodeError, Decoder,
+        confluent::{SchemaError, Schemas},
+    },
+    dlq::record::ErrorKind,
+};
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -40,9 +46,14 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    pub fn new(handler: Box<dyn Handler>, max_attempts: u32, backoff: Backoff) -> Self {
+    pub fn new(
+        decoder: Decoder,
+        handler: Box<dyn Handler>,
+        max_attempts: u32,
+        backoff: Backoff,
+    ) -> Self {
         Attempts {
-            decoder: Decoder::default(),
+            decoder,
             handler,
             max_attempts,
             backoff,
@@ -51,6 +62,12 @@ impl Attempts {
 
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
+    }
+
+    /// Where the writer schemas of Confluent-framed messages are kept: the
+    /// event loop fetches a message's before its first attempt.
+    pub fn schemas(&self) -> Arc<Schemas> {
+        self.decoder.schemas().clone()
     }
 
     /// Tries `job` once more. Bytes that do not decode and orders that fail
@@ -63,6 +80,7 @@ impl Attempts {
         if job.decoded.is_none() {
             match self.decoder.decode(&job.payload) {
                 Ok(d) => job.decoded = Some(d),
+                Err(DecodeError::Schema(e)) => return self.schema_missing(job, e),
                 Err(e) => return permanent(job, format!("undecodable message: {e}")).into(),
             }
         }
@@ -93,6 +111,41 @@ impl Attempts {
     }
 }
 
+impl Attempts {
+    /// A message whose writer schema is not at hand. While the registry cannot
+    /// be reached the message waits, its attempts uncounted, and the messages
+    /// after it on its key wait too: nothing is dead-lettered for an outage. An
+    /// id the registry does not know is a transient failure (a registry may
+    /// catch up), dead-lettered after the last attempt; a schema that is no
+    /// order, or no registry to ask, is permanent.
+    fn schema_missing(&mut self, job: &mut Job, e: SchemaError) -> Attempt {
+        let reason = format!("undecodable message: {e}");
+        match e {
+            SchemaError::Waiting(..) => {
+                let (schemas, payload) = (self.schemas(), job.payload.clone());
+                tokio::spawn(async move { schemas.prepare(&payload).await });
+                Outcome::Retry(self.backoff.delay(1)).into()
+            }
+            SchemaError::Unknown(..) => {
+                job.attempts += 1;
+                job.note_failure(&reason);
+                let outcome = if job.attempts < self.max_attempts {
+                    Outcome::Retry(self.backoff.delay(job.attempts))
+                } else {
+                    dead_letter(job, reason.clone(), ErrorKind::Transient)
+                };
+                Attempt {
+                    outcome,
+                    transient: Some(reason),
+                }
+            }
+            SchemaError::NoRegistry(_) | SchemaError::Unreadable(..) => {
+                permanent(job, reason).into()
+            }
+        }
+    }
+}
+
 fn permanent(job: &mut Job, reason: String) -> Outcome {
     job.attempts += 1;
     job.note_failure(&reason);
@@ -118,7 +171,7 @@ mod tests {
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
         };
-        Attempts::new(Box::new(handler), 3, backoff)
+        Attempts::new(Decoder::default(), Box::new(handler), 3, backoff)
     }
 
     fn job(payload: Vec<u8>) -> Job {

@@ -1,9 +1,9 @@
 //! What a processor is told: topics, group, retries, bounds and membership.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::{Membership, backoff::Backoff};
-use crate::kafka::KafkaConfig;
+use crate::{codec::confluent::Schemas, kafka::KafkaConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,6 +19,8 @@ pub struct Config {
     pub max_in_flight: usize,
     pub commit_interval: Duration,
     pub membership: Membership,
+    /// Writer schemas of Confluent-framed messages, from the schema registry.
+    pub schemas: Arc<Schemas>,
 }
 
 /// Enough for a processor at 60,000 orders/s to keep reading while a tenth of
@@ -42,6 +44,7 @@ impl Config {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             commit_interval: Duration::from_secs(1),
             membership: Membership::Dynamic,
+            schemas: Arc::new(Schemas::new(None)),
         }
     }
 }

@@ -11,6 +11,8 @@ use rdkafka::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec::confluent;
+
 use super::{
     Error, Event, Processor, Report,
     dlq_writer::DlqWriter,
@@ -187,6 +189,10 @@ impl Processor {
         self.rebalanced(run).await?;
         match msg {
             Ok(job) => {
+                if confluent::split(&job.payload).is_some() {
+                    let schemas = self.attempts.schemas();
+                    schemas.prepare(&job.payload).await;
+                }
                 let now = Instant::now();
                 run.report.first_message.get_or_insert(now);
                 run.report.last_message = Some(now);

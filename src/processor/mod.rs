@@ -38,6 +38,7 @@ pub use persist::MAX_BATCH;
 pub use summary::{Report, Summary};
 
 use crate::{
+    codec::{Decoder, avro},
     kafka,
     store::{self, Store},
 };
@@ -85,7 +86,12 @@ pub struct Processor {
 impl Processor {
     pub fn new(config: Config, handler: Box<dyn Handler>, observer: Box<dyn Observer>) -> Self {
         Processor {
-            attempts: Attempts::new(handler, config.max_attempts, config.backoff),
+            attempts: Attempts::new(
+                Decoder::new(avro::Registry::new(), config.schemas.clone()),
+                handler,
+                config.max_attempts,
+                config.backoff,
+            ),
             records: Records::new(&config),
             config,
             observer,

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod dead_letters;
 mod postgres;
 mod read;
+pub mod registry;
 pub mod retention;
 mod schema;
 mod sql;
@@ -499,6 +500,81 @@ impl Store {
     /// When the newest stored order finished.
     pub async fn last_processed_ms(&self) -> Result<Option<i64>, Error> {
         on_conn!(self, read, |c| read::last_processed_ms(c))
+    }
+}
+
+/// The schema registry's storage (`crate::registry` holds its rules).
+impl Store {
+    /// See [`registry::insert_version`].
+    pub async fn registry_insert(
+        &self,
+        subject: &str,
+        fingerprint: &str,
+        schema_type: &str,
+        schema: &str,
+    ) -> Result<Option<(i64, i64)>, Error> {
+        on_conn!(self, write, |c| registry::insert_version(
+            c,
+            subject,
+            fingerprint,
+            schema_type,
+            schema
+        ))
+    }
+
+    /// A subject's versions, deleted ones too, oldest first.
+    pub async fn registry_versions(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<registry::SubjectVersion>, Error> {
+        on_conn!(self, read, |c| registry::versions(c, subject))
+    }
+
+    /// The versions, deleted ones too, that hold schema `id`.
+    pub async fn registry_versions_of(
+        &self,
+        id: i64,
+    ) -> Result<Vec<registry::SubjectVersion>, Error> {
+        on_conn!(self, read, |c| registry::versions_of(c, id))
+    }
+
+    /// Subjects, each with whether all its versions are soft-deleted.
+    pub async fn registry_subjects(&self) -> Result<Vec<(String, bool)>, Error> {
+        on_conn!(self, read, |c| registry::subjects(c))
+    }
+
+    pub async fn registry_schema(&self, id: i64) -> Result<Option<registry::StoredSchema>, Error> {
+        on_conn!(self, read, |c| registry::schema(c, id))
+    }
+
+    /// See [`registry::delete`].
+    pub async fn registry_delete(
+        &self,
+        subject: &str,
+        version: Option<i64>,
+        permanent: bool,
+    ) -> Result<Vec<i64>, Error> {
+        on_conn!(self, write, |c| registry::delete(
+            c, subject, version, permanent
+        ))
+    }
+
+    pub async fn registry_config(
+        &self,
+        subject: &str,
+    ) -> Result<(Option<String>, Option<String>), Error> {
+        on_conn!(self, read, |c| registry::config(c, subject))
+    }
+
+    pub async fn registry_set_config(
+        &self,
+        subject: &str,
+        setting: &'static str,
+        value: Option<&str>,
+    ) -> Result<(), Error> {
+        on_conn!(self, write, |c| registry::set_config(
+            c, subject, setting, value
+        ))
     }
 }
 

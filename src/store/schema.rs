@@ -271,6 +271,34 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX audit_log_by_target ON audit_log (target, id)",
     ),
+    // The schema registry: one global id per distinct schema (by the SHA-256 of
+    // its canonical form), subjects' versions, and compatibility and mode
+    // settings (subject '' is the registry's own).
+    (
+        8,
+        "CREATE TABLE registry_schemas (
+        id {SEQ_PK},
+        fingerprint TEXT NOT NULL,
+        schema_type TEXT NOT NULL,
+        schema TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX registry_schemas_by_fingerprint ON registry_schemas (fingerprint);
+    CREATE TABLE registry_versions (
+        subject TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        schema_id BIGINT NOT NULL,
+        deleted BIGINT NOT NULL,
+        PRIMARY KEY (subject, version)
+    );
+    CREATE UNIQUE INDEX registry_versions_live ON registry_versions (subject, schema_id)
+        WHERE deleted = 0;
+    CREATE INDEX registry_versions_by_schema ON registry_versions (schema_id);
+    CREATE TABLE registry_config (
+        subject TEXT PRIMARY KEY,
+        compatibility TEXT,
+        mode TEXT
+    )",
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =

@@ -112,7 +112,7 @@ impl App {
             sessions: auth::Sessions::new(settings.session_ttl),
             producer,
             writer: avro::Writer::new(),
-            decoder: Decoder::new(avro::Registry::new()),
+            decoder: Decoder::default(),
             running: Mutex::new(HashMap::new()),
             replays: TaskTracker::new(),
             dashboard: tokio::sync::Mutex::new(None),

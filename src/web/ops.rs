@@ -16,7 +16,6 @@ use crate::{
     console::parse_time,
     dlq::redrive::{Request, check_rate},
     order::{Order, now_ms},
-    producer::{WireFormat, encode},
     store::{
         Cursor, Filter, History, Status, StoredOrder,
         audit::AuditEntry,
@@ -431,7 +430,7 @@ impl App {
         order
             .validate()
             .map_err(|e| ApiError::BadRequest(format!("the order is invalid: {e}")))?;
-        let payload = encode(WireFormat::Avro, &self.writer, &order);
+        let payload = self.writer.encode(&order);
         let record = FutureRecord::to(&self.topics.orders)
             .key(&order.order_id)
             .payload(&payload);
