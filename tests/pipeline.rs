@@ -489,6 +489,7 @@ async fn the_producer_delivers_every_order_at_the_requested_rate(broker: Broker)
         rate: Some(50.0),
         count: Some(25),
         format: WireFormat::Avro,
+        confluent: None,
         ids: orderflow::order::Ids::default(),
     };
     let started = std::time::Instant::now();

@@ -260,7 +260,10 @@ impl Registry {
         version: VersionRef,
         permanent: bool,
     ) -> Result<i64, Error> {
-        let v = self.version(subject, version, permanent).await?;
+        // `latest` is the newest live version for a soft delete, the newest of
+        // all for a permanent one; a number may name a soft-deleted version.
+        let deleted = permanent || matches!(version, VersionRef::Number(_));
+        let v = self.version(subject, version, deleted).await?;
         if self.read_only(subject).await? {
             return Err(Error::ReadOnly(subject.to_string()));
         }

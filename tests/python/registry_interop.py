@@ -12,6 +12,7 @@ Needs: pip install 'confluent-kafka[avro,schemaregistry]==2.16.1'
 """
 
 import argparse
+import datetime
 import json
 import random
 import sys
@@ -42,8 +43,16 @@ def fail(message):
     sys.exit(1)
 
 
+def millis(value):
+    # fastavro reads timestamp-millis as an aware datetime; print it as the
+    # number the writer put on the wire.
+    if isinstance(value, datetime.datetime):
+        return round(value.timestamp() * 1000)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(value):
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), default=millis)
 
 
 def produce(args):
