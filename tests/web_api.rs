@@ -1423,3 +1423,111 @@ async fn every_route_answers_as_documented(broker: Broker) {
 }
 
 on_both_brokers!(every_route_answers_as_documented);
+
+/// The schema registry at `/registry`: registry clients send a bearer token or
+/// basic auth (a token or the password as the secret); viewers read, operators
+/// register; no sign-in, no registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_in_the_console_takes_tokens_and_roles() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let c = Console::without_kafka(sqlite_store(dir.path()).await).await;
+    let basic = |name: &str, secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{name}:{secret}"))
+        )
+    };
+    let call = |method: &'static str, path: &'static str, authorization: String| {
+        let c = &c;
+        async move {
+            let body = r#"{"schema":"{\"type\":\"record\",\"name\":\"Order\",\"fields\":[{\"name\":\"orderId\",\"type\":\"string\"},{\"name\":\"product\",\"type\":\"string\"},{\"name\":\"price\",\"type\":\"float\"}]}"}"#;
+            let body = if method == "POST" {
+                Body::Raw("application/vnd.schemaregistry.v1+json", body)
+            } else {
+                Body::None
+            };
+            let r = c
+                .call(
+                    method,
+                    path,
+                    Auth::None,
+                    &[("authorization", &authorization)],
+                    body,
+                )
+                .await;
+            let v: Value = serde_json::from_str(&r.text).unwrap_or(Value::Null);
+            (r.status, v)
+        }
+    };
+    let (op, op_pw) = OPERATOR;
+    let (viewer, _) = VIEWER;
+
+    let (status, v) = call("GET", "/registry/subjects", String::new()).await;
+    assert_eq!(
+        (status, v["error_code"].as_u64()),
+        (StatusCode::UNAUTHORIZED, Some(401)),
+        "{v}"
+    );
+    let (status, _) = call("GET", "/registry/subjects", basic(op, "wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, v) = call(
+        "POST",
+        "/registry/subjects/orders-value/versions",
+        format!("Bearer {}", c.viewer),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error_code"].as_u64()),
+        (StatusCode::FORBIDDEN, Some(403)),
+        "{v}"
+    );
+
+    let (status, v) = call(
+        "POST",
+        "/registry/subjects/orders-value/versions",
+        basic(op, &c.operator),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    let (status, v) = call(
+        "POST",
+        "/registry/subjects/orders-value/versions",
+        basic(op, op_pw),
+    )
+    .await;
+    assert_eq!(
+        (status, v["id"].as_u64()),
+        (StatusCode::OK, Some(id)),
+        "{v}"
+    );
+    // Viewers read, and look up (a POST that changes nothing).
+    let (status, v) = call("GET", "/registry/subjects", basic(viewer, &c.viewer)).await;
+    assert_eq!(
+        (status, v),
+        (StatusCode::OK, serde_json::json!(["orders-value"]))
+    );
+    let (status, v) = call(
+        "POST",
+        "/registry/subjects/orders-value",
+        format!("Bearer {}", c.viewer),
+    )
+    .await;
+    assert_eq!(
+        (status, v["version"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+
+    // orderflow's own client, as produce and process use it: basic auth from
+    // the URL's user info, under the console's path.
+    let client = orderflow::registry::client::Client::new(&format!(
+        "http://{op}:{}@{}/registry",
+        c.operator, c.addr
+    ))
+    .unwrap();
+    let text = client.schema(u32::try_from(id).unwrap()).await.unwrap();
+    assert!(text.contains("orderId"), "{text}");
+    c.stop().await;
+}

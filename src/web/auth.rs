@@ -368,6 +368,22 @@ pub fn session_id(headers: &HeaderMap) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
+/// The name and secret of `Authorization: Basic`, as schema registry clients
+/// send them.
+pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (name, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((name.to_string(), secret.to_string()))
+}
+
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;

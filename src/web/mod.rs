@@ -5,7 +5,8 @@
 //! - `auth`: users, sessions, tokens, roles and the CSRF check;
 //! - `ops`: what pages and API do, once;
 //! - `api` and `pages`: the two faces; `live`: the event streams;
-//! - `kafka_view`: what the console reads from the cluster itself.
+//! - `kafka_view`: what the console reads from the cluster itself;
+//! - `registry`: the schema registry at `/registry`, for registry clients.
 
 mod api;
 pub mod auth;
@@ -15,6 +16,7 @@ mod live;
 mod metrics;
 mod ops;
 mod pages;
+mod registry;
 
 use std::{
     collections::HashMap,
@@ -148,6 +150,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(signed_in)
         .merge(pages::public_routes())
         .merge(api::public_routes())
+        .nest_service("/registry", registry::routes(app.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .route("/static/console.css", get(css))
