@@ -36,6 +36,11 @@ async fn serve(store: Arc<Store>) -> (String, CancellationToken) {
     (url, stop)
 }
 
+async fn sqlite(dir: &std::path::Path) -> Arc<Store> {
+    let url = format!("sqlite://{}", dir.join("registry.db").display());
+    Arc::new(Store::connect(&url).await.unwrap())
+}
+
 struct Http {
     base: String,
     client: reqwest::Client,
@@ -510,11 +515,7 @@ async fn writer(client: &Client, subject: &str, schema: &str) -> confluent::Writ
 async fn schema_evolution(broker: Broker) {
     let env = TestEnv::start(broker, 2).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        Store::connect(&format!("sqlite://{}", dir.path().join("r.db").display()))
-            .await
-            .unwrap(),
-    );
+    let store = sqlite(dir.path()).await;
     let (url, _stop) = serve(store).await;
     let client = Client::new(&url).unwrap();
     let subject = registry::value_subject(&env.topic);
@@ -589,11 +590,7 @@ async fn schema_evolution(broker: Broker) {
 async fn registry_down_waits(broker: Broker) {
     let env = TestEnv::start(broker, 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        Store::connect(&format!("sqlite://{}", dir.path().join("r.db").display()))
-            .await
-            .unwrap(),
-    );
+    let store = sqlite(dir.path()).await;
     let (url, stop) = serve(store.clone()).await;
     let client = Client::new(&url).unwrap();
     let v2 = writer(
@@ -704,11 +701,7 @@ fn interop(args: &[&str]) -> Vec<Value> {
 async fn python_clients_interoperate(broker: Broker) {
     let env = TestEnv::start(broker, 2).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        Store::connect(&format!("sqlite://{}", dir.path().join("r.db").display()))
-            .await
-            .unwrap(),
-    );
+    let store = sqlite(dir.path()).await;
     let (url, _stop) = serve(store).await;
     let bootstrap = env.kafka.bootstrap_servers.clone();
     let (topic, url2, boot2) = (env.topic.clone(), url.clone(), bootstrap.clone());

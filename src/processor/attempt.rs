@@ -95,23 +95,27 @@ impl Attempts {
                 job.note_failure(&reason);
                 dead_letter(job, reason, ErrorKind::Permanent).into()
             }
-            Err(Failure::Transient(reason)) => {
-                job.note_failure(&reason);
-                let outcome = if job.attempts < self.max_attempts {
-                    Outcome::Retry(self.backoff.delay(job.attempts))
-                } else {
-                    dead_letter(job, reason.clone(), ErrorKind::Transient)
-                };
-                Attempt {
-                    outcome,
-                    transient: Some(reason),
-                }
-            }
+            Err(Failure::Transient(reason)) => self.transient(job, reason),
         }
     }
 }
 
 impl Attempts {
+    /// A failure a retry may fix: after a backoff, or to the DLQ after the
+    /// last attempt (counted by the caller).
+    fn transient(&self, job: &mut Job, reason: String) -> Attempt {
+        job.note_failure(&reason);
+        let outcome = if job.attempts < self.max_attempts {
+            Outcome::Retry(self.backoff.delay(job.attempts))
+        } else {
+            dead_letter(job, reason.clone(), ErrorKind::Transient)
+        };
+        Attempt {
+            outcome,
+            transient: Some(reason),
+        }
+    }
+
     /// A message whose writer schema is not at hand. While the registry cannot
     /// be reached the message waits, its attempts uncounted, and the messages
     /// after it on its key wait too: nothing is dead-lettered for an outage. An
@@ -128,16 +132,7 @@ impl Attempts {
             }
             SchemaError::Unknown(..) => {
                 job.attempts += 1;
-                job.note_failure(&reason);
-                let outcome = if job.attempts < self.max_attempts {
-                    Outcome::Retry(self.backoff.delay(job.attempts))
-                } else {
-                    dead_letter(job, reason.clone(), ErrorKind::Transient)
-                };
-                Attempt {
-                    outcome,
-                    transient: Some(reason),
-                }
+                self.transient(job, reason)
             }
             SchemaError::NoRegistry(_) | SchemaError::Unreadable(..) => {
                 permanent(job, reason).into()
