@@ -510,8 +510,8 @@ async fn writer(client: &Client, subject: &str, schema: &str) -> confluent::Writ
 
 /// v2 orders and v3 orders (a currency with a default) in one topic, both read;
 /// the incompatible v3 is refused with 409; an id the registry does not know is
-/// retried, then dead-lettered as transient; a schema that is no order is
-/// dead-lettered at once.
+/// retried, then dead-lettered as transient; a schema that is no order, and a
+/// datum cut short, are dead-lettered at once.
 async fn schema_evolution(broker: Broker) {
     let env = TestEnv::start(broker, 2).await;
     let dir = tempfile::tempdir().unwrap();
@@ -547,7 +547,11 @@ async fn schema_evolution(broker: Broker) {
     let mut ping = vec![confluent::MAGIC];
     ping.extend_from_slice(&not_an_order.to_be_bytes());
     ping.push(4);
+    // Another producer's bytes under a good id, cut short: no order in them.
+    let mut truncated = v2.encode(&random_order()).unwrap();
+    truncated.truncate(9);
     messages.push((None, unknown));
+    messages.push((Some(b"cut".to_vec()), truncated));
     messages.push((Some(b"ping".to_vec()), ping));
     env.produce_raw(messages).await;
 
@@ -557,7 +561,7 @@ async fn schema_evolution(broker: Broker) {
     let log = Log::default();
     let report = process_to_end(cfg, Box::new(Simulated::default()), &log).await;
     assert_eq!(report.processed, 6, "{report:?}");
-    assert_eq!(report.dead_lettered, 2, "{report:?}");
+    assert_eq!(report.dead_lettered, 3, "{report:?}");
     let seen = log.lock().unwrap().clone();
     for o in &orders {
         assert!(
@@ -583,6 +587,8 @@ async fn schema_evolution(broker: Broker) {
             .any(|r| r.contains("not readable as an order")),
         "{reasons:?}"
     );
+    let cut = format!("Confluent-framed Avro with schema id {}", v2.id());
+    assert!(reasons.iter().any(|r| r.contains(&cut)), "{reasons:?}");
 }
 
 /// A registry that cannot be reached holds Confluent-framed orders back (no

@@ -163,14 +163,6 @@ impl Schemas {
         due
     }
 
-    /// Fetches the writer schema of a Confluent-framed message, unless it is
-    /// known or being fetched.
-    pub async fn prepare(&self, bytes: &[u8]) {
-        if let Some((id, _)) = split(bytes) {
-            self.load(id).await;
-        }
-    }
-
     /// Fetches schema `id` unless it is known or being fetched.
     pub async fn load(&self, id: u32) {
         let Some(client) = &self.client else { return };
@@ -185,24 +177,20 @@ impl Schemas {
                 Ok(plan) => Entry::Ready(Arc::new(plan)),
                 Err(why) => Entry::Unreadable(why),
             },
-            Err(e) => {
-                let error = match e.code() {
-                    Some(SCHEMA_NOT_FOUND) => SchemaError::Unknown(id, e.to_string()),
-                    Some(_) => SchemaError::Unreadable(id, e.to_string()),
-                    None => {
-                        tracing::warn!(schema_id = id, error = %e, "cannot fetch a writer schema; orders written with it wait");
-                        SchemaError::Waiting(id, e.to_string())
-                    }
-                };
-                if let SchemaError::Unreadable(_, why) = error {
-                    Entry::Unreadable(why)
-                } else {
+            Err(e) => match e.code() {
+                Some(SCHEMA_NOT_FOUND) => Entry::Failed {
+                    error: SchemaError::Unknown(id, e.to_string()),
+                    at: Instant::now(),
+                },
+                Some(_) => Entry::Unreadable(e.to_string()),
+                None => {
+                    tracing::warn!(schema_id = id, error = %e, "cannot fetch a writer schema; orders written with it wait");
                     Entry::Failed {
-                        error,
+                        error: SchemaError::Waiting(id, e.to_string()),
                         at: Instant::now(),
                     }
                 }
-            }
+            },
         };
         self.entries.lock().expect("schema cache").insert(id, entry);
     }

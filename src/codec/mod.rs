@@ -58,7 +58,7 @@ impl Decoder {
         Decoder { registry, schemas }
     }
 
-    /// The writer schemas of Confluent-framed messages: [`Schemas::prepare`]
+    /// The writer schemas of Confluent-framed messages: [`Schemas::load`]
     /// fetches what a message needs before [`Decoder::decode`] reads it.
     pub fn schemas(&self) -> &Arc<Schemas> {
         &self.schemas

@@ -125,9 +125,9 @@ impl Attempts {
     fn schema_missing(&mut self, job: &mut Job, e: SchemaError) -> Attempt {
         let reason = format!("undecodable message: {e}");
         match e {
-            SchemaError::Waiting(..) => {
-                let (schemas, payload) = (self.schemas(), job.payload.clone());
-                tokio::spawn(async move { schemas.prepare(&payload).await });
+            SchemaError::Waiting(id, _) => {
+                let schemas = self.schemas();
+                tokio::spawn(async move { schemas.load(id).await });
                 Outcome::Retry(self.backoff.delay(1)).into()
             }
             SchemaError::Unknown(..) => {

@@ -189,9 +189,9 @@ impl Processor {
         self.rebalanced(run).await?;
         match msg {
             Ok(job) => {
-                if confluent::split(&job.payload).is_some() {
+                if let Some((id, _)) = confluent::split(&job.payload) {
                     let schemas = self.attempts.schemas();
-                    schemas.prepare(&job.payload).await;
+                    schemas.load(id).await;
                 }
                 let now = Instant::now();
                 run.report.first_message.get_or_insert(now);

@@ -125,8 +125,7 @@ impl Registry {
         let fingerprint = hex::encode(Sha256::digest(parsed.canonical.as_bytes()));
         let _turn = self.register_lock.lock().await;
         loop {
-            let versions = self.store.registry_versions(subject).await?;
-            let live: Vec<_> = versions.into_iter().filter(|v| !v.deleted).collect();
+            let live = self.versions(subject, false).await?;
             if let Some(v) = live.iter().find(|v| v.schema == parsed.canonical) {
                 return Ok(v.clone().into());
             }
@@ -192,16 +191,17 @@ impl Registry {
         subject: &str,
         deleted: bool,
     ) -> Result<Vec<SubjectVersion>, Error> {
-        let versions: Vec<_> = self
-            .store
-            .registry_versions(subject)
-            .await?
-            .into_iter()
-            .filter(|v| deleted || !v.deleted)
-            .collect();
+        let versions = self.versions(subject, deleted).await?;
         if versions.is_empty() {
             return Err(Error::SubjectNotFound(subject.to_string()));
         }
+        Ok(versions)
+    }
+
+    /// A subject's live versions (with `deleted`, all), oldest first.
+    async fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<SubjectVersion>, Error> {
+        let mut versions = self.store.registry_versions(subject).await?;
+        versions.retain(|v| deleted || !v.deleted);
         Ok(versions)
     }
 
@@ -289,13 +289,7 @@ impl Registry {
     ) -> Result<Vec<String>, Error> {
         let parsed = req.parse()?;
         let level = self.level(subject).await?;
-        let live: Vec<_> = self
-            .store
-            .registry_versions(subject)
-            .await?
-            .into_iter()
-            .filter(|v| !v.deleted)
-            .collect();
+        let live = self.versions(subject, false).await?;
         let against = match version {
             None => live,
             Some(VersionRef::Latest) if live.is_empty() => Vec::new(),
@@ -315,15 +309,10 @@ impl Registry {
 
     /// The level registrations under `subject` are checked with.
     pub async fn level(&self, subject: &str) -> Result<Level, Error> {
-        let own = self.store.registry_config(subject).await?.0;
-        let level = match own {
-            Some(l) => Some(l),
-            None => self.store.registry_config(GLOBAL).await?.0,
-        };
-        Ok(level
-            .as_deref()
-            .and_then(Level::parse)
-            .unwrap_or(Level::Backward))
+        if let Some(l) = self.own_level(subject).await? {
+            return Ok(l);
+        }
+        Ok(self.own_level(GLOBAL).await?.unwrap_or(Level::Backward))
     }
 
     /// A subject's own level (`None`: it follows the registry's), or with

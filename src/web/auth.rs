@@ -372,22 +372,22 @@ pub fn session_id(headers: &HeaderMap) -> Option<&str> {
 /// send them.
 pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine as _;
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
+        .decode(credentials(headers, "basic")?)
         .ok()?;
     let (name, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     Some((name.to_string(), secret.to_string()))
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    credentials(headers, "bearer")
+}
+
+/// What `Authorization` carries under `scheme` (case-insensitive).
+fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let (given, value) = v.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| value.trim())
 }
 
 /// A request that changes state with a browser's ambient cookie must come from
